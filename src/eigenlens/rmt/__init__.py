@@ -1,0 +1,1 @@
+"""eigenlens.rmt."""
