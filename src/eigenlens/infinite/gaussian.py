@@ -1,0 +1,310 @@
+"""Gaussian expectations ``E[φ(u) ψ(v)]`` and ``E[∂φ ∂ψ]`` over jointly Gaussian coordinates.
+
+These are the only nonlinear computations of the infinite-width limit (Yang, arXiv 1902.04760, Master
+Theorem): for a coordinatewise ``φ`` of G-vars ``u = (u_1..u_k)`` at input ``x`` and ``ψ`` of G-vars
+``v = (v_1..v_l)`` at ``x'``, the limit covariance is ``E[φ(u) ψ(v)]`` with ``(u, v)`` jointly Gaussian,
+and the NTK recursion needs ``E[∂_i φ(u) ∂_j ψ(v)]`` (gradient independence).
+
+- Closed forms: the piecewise-linear family ``φ_{a,b}(x) = a·x⁻ + b·x⁺`` (ReLU, LeakyReLU, identity;
+  the arc-cosine kernel of Cho & Saul 2009), and ``erf`` (Williams 1997).
+- Anything else: tensor-product Gauss–Hermite quadrature after the change of variables
+  ``(u, v) = L z`` with ``L`` the (pivot-safe) Cholesky factor of the joint covariance and ``z`` standard
+  normal, so each integrand is smooth in ``z`` and singular covariances (``x = x'``) are exact. The
+  degree is chosen per expectation by comparing two degrees on a probe subset until they agree to
+  ``tol``; that difference is reported as the error estimate. Derivatives come from autograd.
+
+All tensors broadcast against each other; the result has the broadcast shape.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from eigenlens.infinite.ir import relu_slopes
+from eigenlens.linalg.exceptions import NumericalWarning
+
+__all__ = ["relu_expect", "erf_expect", "gauss_hermite", "gauss_expect", "Quadrature", "DEGREES"]
+
+#: degrees tried by the adaptive rule, in order (consecutive pairs are compared)
+DEGREES = (8, 12, 16, 24, 32, 48, 64, 96, 128, 192)
+
+
+def _safe_sqrt(x: Tensor) -> Tensor:
+    return torch.sqrt(torch.clamp(x, min=0))
+
+
+def relu_expect(
+    ab1: tuple[float, float], ab2: tuple[float, float], q1: Tensor, q2: Tensor, c: Tensor, need_dot: bool = True
+) -> tuple[Tensor, Tensor | None]:
+    """Arc-cosine kernel for the piecewise-linear ``φ_{a,b}(x) = a·x (x<0), b·x (x>0)``.
+
+    With ``s = sqrt(q1 q2 − c²)`` and ``θ = atan2(s, c)`` (the angle between ``u`` and ``v``)::
+
+        E[φ_{a,b}(u) φ_{a',b'}(v)] = (bb' + aa')·(s + (π − θ) c)/(2π) − (ba' + ab')·(s − θ c)/(2π)
+        E[φ'_{a,b}(u) φ'_{a',b'}(v)] = (bb' + aa')·(π − θ)/(2π) + (ba' + ab')·θ/(2π)
+
+    (ReLU: ``(a, b) = (0, 1)``; identity ``(1, 1)`` gives back ``c``.) Cho & Saul, NeurIPS 2009.
+
+    Args:
+        ab1: slopes ``(a, b)`` of the left function; ``ab2`` of the right one.
+        q1: ``E u²``; q2: ``E v²``; c: ``E uv`` — broadcastable tensors.
+        need_dot: also return the derivative expectation.
+    """
+    a1, b1 = ab1
+    a2, b2 = ab2
+    s = _safe_sqrt(q1 * q2 - c * c)
+    theta = torch.atan2(s, c)
+    same = b1 * b2 + a1 * a2
+    cross = b1 * a2 + a1 * b2
+    two_pi = 2 * math.pi
+    e = (same * (s + (math.pi - theta) * c) - cross * (s - theta * c)) / two_pi
+    dot = None
+    if need_dot:
+        dot = (same * (math.pi - theta) + cross * theta) / two_pi
+    return e, dot
+
+
+def erf_expect(q1: Tensor, q2: Tensor, c: Tensor, need_dot: bool = True) -> tuple[Tensor, Tensor | None]:
+    """Closed forms for ``erf`` (Williams, NeurIPS 1997).
+
+    ``E[erf(u) erf(v)] = (2/π)·atan2(2c, r)`` and ``E[erf'(u) erf'(v)] = 4/(π r)`` with
+    ``r = sqrt((1 + 2q1)(1 + 2q2) − 4c²)``.
+    """
+    r = _safe_sqrt((1 + 2 * q1) * (1 + 2 * q2) - 4 * c * c)
+    e = (2 / math.pi) * torch.atan2(2 * c, r)
+    dot = 4 / (math.pi * r) if need_dot else None
+    return e, dot
+
+
+_GH_CACHE: dict[tuple[int, torch.dtype], tuple[Tensor, Tensor]] = {}
+
+
+def gauss_hermite(degree: int, dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
+    """Nodes and weights of ``degree``-point Gauss–Hermite quadrature for the standard normal.
+
+    ``Σ_i w_i f(z_i) ≈ E f(Z)``, ``Z ~ N(0, 1)``, exact for polynomials of degree ``≤ 2·degree − 1``.
+    """
+    key = (degree, dtype)
+    if key not in _GH_CACHE:
+        z, w = np.polynomial.hermite_e.hermegauss(degree)
+        w = w / math.sqrt(2 * math.pi)
+        _GH_CACHE[key] = (torch.as_tensor(z, dtype=dtype), torch.as_tensor(w, dtype=dtype))
+    return _GH_CACHE[key]
+
+
+def _cholesky_psd(S: Tensor) -> Tensor:
+    """Lower Cholesky factor of a batch ``[M, d, d]`` of PSD matrices; zero pivots give zero columns."""
+    d = S.shape[-1]
+    L = torch.zeros_like(S)
+    for j in range(d):
+        piv = _safe_sqrt(S[:, j, j] - (L[:, j, :j] ** 2).sum(-1))
+        L[:, j, j] = piv
+        inv = torch.where(piv > 0, 1 / torch.where(piv > 0, piv, torch.ones_like(piv)), torch.zeros_like(piv))
+        for i in range(j + 1, d):
+            L[:, i, j] = (S[:, i, j] - (L[:, i, :j] * L[:, j, :j]).sum(-1)) * inv
+    return L
+
+
+def _grid(degree: int, dim: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    z, w = gauss_hermite(degree, dtype)
+    if dim == 0:
+        return torch.zeros(1, 0, dtype=dtype), torch.ones(1, dtype=dtype)
+    zs = torch.cartesian_prod(*([z] * dim)).reshape(-1, dim)
+    ws = torch.cartesian_prod(*([w] * dim)).reshape(-1, dim).prod(-1)
+    return zs, ws
+
+
+def _joint(Sl: Sequence[Sequence[Tensor]], Sr: Sequence[Sequence[Tensor]], Cx: Sequence[Sequence[Tensor]]):
+    k, l = len(Sl), len(Sr)
+    tensors = [t for row in Sl for t in row] + [t for row in Sr for t in row] + [t for row in Cx for t in row]
+    shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+    d = k + l
+    S = tensors[0].new_empty((*shape, d, d))
+    for i in range(k):
+        for j in range(k):
+            S[..., i, j] = Sl[i][j]
+    for i in range(l):
+        for j in range(l):
+            S[..., k + i, k + j] = Sr[i][j]
+    for i in range(k):
+        for j in range(l):
+            S[..., i, k + j] = Cx[i][j]
+            S[..., k + j, i] = Cx[i][j]
+    return S.reshape(-1, d, d), shape
+
+
+def _quad_flat(
+    fl: Callable, fr: Callable, k: int, S: Tensor, degree: int, need_dot: bool, chunk: int
+) -> tuple[Tensor, list[list[Tensor]] | None]:
+    """Quadrature on flattened joint covariances ``S [M, k+l, k+l]``."""
+    M, d = S.shape[0], S.shape[-1]
+    l = d - k
+    dtype = S.dtype
+    L = _cholesky_psd(S)
+    zl, wl = _grid(degree, k, dtype)
+    zr, wr = _grid(degree, l, dtype)
+    per = max(1, chunk // (zl.shape[0] * zr.shape[0]))
+    out = torch.empty(M, dtype=dtype)
+    dots = [[torch.empty(M, dtype=dtype) for _ in range(l)] for _ in range(k)] if need_dot else None
+    with torch.enable_grad():
+        for s in range(0, M, per):
+            Lc = L[s : s + per]
+            u = torch.einsum("mab,ib->mia", Lc[:, :k, :k], zl)  # [m, Gl, k]
+            v = (
+                torch.einsum("mab,ib->mia", Lc[:, k:, :k], zl)[:, :, None, :]
+                + torch.einsum("mab,jb->mja", Lc[:, k:, k:], zr)[:, None, :, :]
+            )  # [m, Gl, Gr, l]
+            if need_dot:
+                u = u.detach().requires_grad_(True)
+                v = v.detach().requires_grad_(True)
+            phi = fl(*u.unbind(-1))  # [m, Gl]
+            psi = fr(*v.unbind(-1))  # [m, Gl, Gr]
+            inner = psi @ wr  # [m, Gl]
+            out[s : s + per] = ((phi * inner) @ wl).detach()
+            if need_dot:
+                gu, gv = torch.autograd.grad((phi.sum(), psi.sum()), (u, v))
+                for a in range(k):
+                    for b in range(l):
+                        dots[a][b][s : s + per] = ((gu[..., a] * (gv[..., b] @ wr)) @ wl).detach()
+    return out, dots
+
+
+def gauss_expect(
+    fl: Callable,
+    fr: Callable,
+    Sl: Sequence[Sequence[Tensor]],
+    Sr: Sequence[Sequence[Tensor]],
+    Cx: Sequence[Sequence[Tensor]],
+    degree: int,
+    need_dot: bool = True,
+    chunk: int = 2**21,
+) -> tuple[Tensor, list[list[Tensor]] | None]:
+    """``E[fl(u) fr(v)]`` (and ``E[∂_a fl ∂_b fr]``) by tensor-product Gauss–Hermite quadrature.
+
+    Args:
+        fl: coordinatewise function of ``k`` tensors; fr: of ``l`` tensors (torch ops, differentiable).
+        Sl: ``k × k`` covariances of ``u`` (tensors); Sr: ``l × l`` of ``v``; Cx: ``k × l`` cross-covariances.
+        degree: points per dimension; the cost is ``degree^(k+l)`` evaluations per element.
+        need_dot: also return the ``k × l`` derivative expectations.
+        chunk: evaluations held in memory at once.
+
+    Returns:
+        ``(E, dots)`` with the broadcast shape of the inputs.
+    """
+    S, shape = _joint(Sl, Sr, Cx)
+    e, dots = _quad_flat(fl, fr, len(Sl), S, degree, need_dot, chunk)
+    e = e.reshape(shape)
+    if dots is not None:
+        dots = [[t.reshape(shape) for t in row] for row in dots]
+    return e, dots
+
+
+class Quadrature:
+    """Degree selection and error bookkeeping for the Gaussian expectations of one kernel computation.
+
+    Args:
+        degree: fixed number of Gauss–Hermite points per dimension, or ``None`` for the adaptive rule:
+            the degrees in :data:`DEGREES` are tried in order on a probe subset (up to ``probe`` elements)
+            until two consecutive ones agree to ``tol`` (relative to the largest value); the larger is used
+            and the difference is recorded as the error estimate.
+        tol: target relative error of each expectation.
+        max_degree: stop there (with a :class:`NumericalWarning`) when the target is not met.
+        closed_forms: use the closed forms for the ReLU family and erf (``False`` forces quadrature).
+        probe: number of elements used to choose the degree.
+    """
+
+    def __init__(
+        self,
+        degree: int | None = None,
+        tol: float = 1e-10,
+        max_degree: int = 96,
+        closed_forms: bool = True,
+        probe: int = 48,
+    ) -> None:
+        if degree is not None and (not isinstance(degree, int) or degree < 1):
+            raise ValueError(f"quad_degree must be a positive int or None (adaptive), got {degree!r}")
+        if not tol > 0:
+            raise ValueError(f"quad_tol must be > 0, got {tol!r}")
+        self.fixed = degree
+        self.tol = float(tol)
+        self.max_degree = int(max_degree)
+        self.closed_forms = closed_forms
+        self.probe = probe
+        self.degrees: dict[str, int] = {}
+        self.errors: dict[str, float] = {}
+
+    @property
+    def max_error(self) -> float:
+        """Largest estimated relative error of any quadrature so far (0.0 when all were closed forms)."""
+        return max(self.errors.values(), default=0.0)
+
+    def expect(
+        self,
+        key: str,
+        fl: Callable,
+        closed_l: tuple | None,
+        fr: Callable,
+        closed_r: tuple | None,
+        Sl: Sequence[Sequence[Tensor]],
+        Sr: Sequence[Sequence[Tensor]],
+        Cx: Sequence[Sequence[Tensor]],
+        need_dot: bool,
+    ) -> tuple[Tensor, list[list[Tensor]] | None]:
+        """The expectation pair for ``key`` (one pair of Nonlin nodes), closed form when possible."""
+        k, l = len(Sl), len(Sr)
+        if self.closed_forms and k == 1 and l == 1 and closed_l is not None and closed_r is not None:
+            q1, q2, c = Sl[0][0], Sr[0][0], Cx[0][0]
+            ab1, ab2 = relu_slopes(closed_l), relu_slopes(closed_r)
+            if ab1 is not None and ab2 is not None:
+                e, dot = relu_expect(ab1, ab2, q1, q2, c, need_dot)
+                return e, ([[dot]] if need_dot else None)
+            if closed_l[0] == "erf" and closed_r[0] == "erf":
+                e, dot = erf_expect(q1, q2, c, need_dot)
+                return e, ([[dot]] if need_dot else None)
+        S, shape = _joint(Sl, Sr, Cx)
+        degree = self.fixed or self.degrees.get(key)
+        if degree is None:
+            degree = self._choose(key, fl, fr, k, S, need_dot)
+        e, dots = _quad_flat(fl, fr, k, S, degree, need_dot, 2**21)
+        e = e.reshape(shape)
+        if dots is not None:
+            dots = [[t.reshape(shape) for t in row] for row in dots]
+        return e, dots
+
+    def _choose(self, key: str, fl: Callable, fr: Callable, k: int, S: Tensor, need_dot: bool) -> int:
+        M = S.shape[0]
+        idx = torch.unique(torch.linspace(0, M - 1, min(M, self.probe)).round().long())
+        Sp = S[idx]
+        d = S.shape[-1]
+        degrees = [g for g in DEGREES if g <= self.max_degree and g**d <= 4e6] or [DEGREES[0]]
+        prev = None
+        err = math.inf
+        chosen = degrees[-1]
+        for g in degrees:
+            e, dots = _quad_flat(fl, fr, k, Sp, g, need_dot, 2**21)
+            vals = [e] + ([t for row in dots for t in row] if dots else [])
+            if prev is not None:
+                err = max(
+                    float((a - b).abs().max() / max(float(b.abs().max()), 1e-300)) for a, b in zip(prev, vals)
+                )
+                chosen = g
+                if err <= self.tol:
+                    break
+            prev = vals
+        if err > self.tol:
+            warnings.warn(
+                f"Gauss-Hermite quadrature for {key}: estimated relative error {err:.2e} > quad_tol={self.tol:.0e} "
+                f"at degree {chosen}; the nonlinearity is probably not smooth. Expected: a smooth function or one "
+                f"with a closed form (ReLU family, erf); fix: raise max_degree or accept the reported error.",
+                NumericalWarning,
+                stacklevel=4,
+            )
+        self.degrees[key] = chosen
+        self.errors[key] = err
+        return chosen

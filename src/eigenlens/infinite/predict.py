@@ -1,0 +1,4 @@
+"""placeholder"""
+def predict(*a, **k):
+    raise NotImplementedError
+class Prediction: pass
