@@ -8,7 +8,7 @@ ensemble                  construction                                limit
 ``wigner``                (A + Aᵀ)/√(2n), A iid N(0, 1) (GOE; GUE)    semicircle on [−2, 2]
 ``wishart``               XᵀX/n, X n×p iid N(0, σ²)                   Marchenko–Pastur(p/n, σ²)
 ``ginibre``               X/√n (real or complex, E|x|² = 1)           circular law, unit disk
-``band``                  (√S ∘ G), S doubly stochastic, width ~ b     circular law, unit disk
+``band``                  √S ∘ G, S doubly stochastic, width W        circular law, unit disk
 ``elliptic_ensemble``     √((1+τ)/2)·S + √((1−τ)/2)·A, sym./antisym.  elliptic law
 ``spiked_wigner``         wigner + Σ θ_i v_i v_iᵀ                     semicircle + outliers θ + 1/θ
 ``spiked_wishart``        rows ~ N(0, σ²(I + Σ(ℓ_i − 1)v_i v_iᵀ))     MP + BBP outliers
@@ -148,33 +148,36 @@ def doubly_stochastic(profile: Tensor, *, tol: float = 1e-10, max_iter: int = 10
 def band_profile(n: int, bandwidth: float, profile: str = "periodic") -> Tensor:
     """Doubly-stochastic variance profile S (n×n, rows and columns sum to 1) of a band matrix.
 
-    ``bandwidth`` b (a float such as ``n**0.9`` is rounded) is the half-width:
+    ``bandwidth`` W is the number of non-zero entries per row (a float such as ``n**0.9`` is rounded,
+    then clamped to [1, n]):
 
-    * ``"periodic"``: S_ij = 1/(2b + 1) when the cyclic distance min(|i − j|, n − |i − j|) <= b
-      (2b + 1 non-zeros per row and column); b >= (n − 1)/2 gives the full matrix, S = 1/n.
-    * ``"block"``: block-diagonal with ⌈n/(2b + 1)⌉ nearly equal blocks (sizes differ by at most one);
-      a block of size m has entries 1/m.
+    * ``"periodic"``: a circulant band, S_ij = 1/W when (j − i) mod n is one of the W offsets
+      −⌊(W − 1)/2⌋, …, ⌈(W − 1)/2⌉ (symmetric pattern for odd W); W = n gives S = 1/n (Ginibre).
+    * ``"block"``: block-diagonal with ⌈n/W⌉ nearly equal blocks (sizes differ by at most one); a block of
+      size m has entries 1/m.
 
     Raises:
-        ValueError: bandwidth < 0 or an unknown profile name.
+        ValueError: bandwidth < 1 or not finite, or an unknown profile name.
     """
     n = _size(n)
     try:
         bw = float(bandwidth)
     except (TypeError, ValueError) as err:
         raise TypeError(f"bandwidth must be a number; got {type(bandwidth).__name__}.") from err
-    if not math.isfinite(bw) or bw < 0:
-        raise ValueError(f"bandwidth must be a finite number >= 0; got {bandwidth!r}. Fix: pass e.g. n**0.9.")
-    b = int(round(bw))
+    if not math.isfinite(bw) or bw < 0.5:
+        raise ValueError(
+            f"bandwidth must be a finite number >= 1 (non-zeros per row); got {bandwidth!r}. Fix: pass e.g. n**0.9."
+        )
+    w = min(int(round(bw)), n)
     idx = torch.arange(n)
     if profile == "periodic":
-        if 2 * b + 1 >= n:
+        if w == n:
             return torch.full((n, n), 1.0 / n, dtype=_F64)
-        d = (idx[:, None] - idx[None, :]).abs()
-        d = torch.minimum(d, n - d)
-        return (d <= b).to(_F64) / (2 * b + 1)
+        lo = (w - 1) // 2
+        offset = (idx[None, :] - idx[:, None] + lo) % n  # (j - i + lo) mod n in [0, w) on the band
+        return (offset < w).to(_F64) / w
     if profile == "block":
-        num_blocks = max(1, math.ceil(n / (2 * b + 1)))
+        num_blocks = max(1, math.ceil(n / w))
         sizes = [n // num_blocks + (1 if i < n % num_blocks else 0) for i in range(num_blocks)]
         s = torch.zeros(n, n, dtype=_F64)
         start = 0
@@ -198,7 +201,7 @@ def band(n: int, bandwidth: float, *, profile: str | Tensor = "periodic", comple
 
     Args:
         n: size.
-        bandwidth: half-width b (see :func:`band_profile`); ignored when ``profile`` is a tensor.
+        bandwidth: non-zeros per row W (see :func:`band_profile`); ignored when ``profile`` is a tensor.
         profile: ``"periodic"``, ``"block"`` or an n×n non-negative tensor S with rows/columns summing to 1
             (make one with :func:`doubly_stochastic`).
         complex: complex Gaussian entries (E|g|² = 1).

@@ -132,6 +132,9 @@ class Law:
             right = np.clip(self._cdf(mid), 0.0, 1.0) >= q
             b = np.where(right, mid, b)
             a = np.where(right, a, mid)
+        for loc, mass in self.atoms:  # quantiles that fall inside an atom are exactly its location
+            below = np.clip(self._cdf(np.array(loc)), 0.0, 1.0) - mass
+            b = np.where((q > below) & (q <= below + mass), loc, b)
         return b
 
     def ppf(self, q: Any) -> Any:
@@ -320,6 +323,8 @@ class QuarterCircle(Law):
 
     def moment(self, k: int) -> float:
         k = _check_order(k)
+        if k == 0:
+            return 1.0
         from scipy.special import beta
 
         return float(self.radius**k * (2.0 / math.pi) * beta((k + 1) / 2.0, 1.5))
