@@ -240,10 +240,6 @@ def mean_field_fixed_point(
         ValueError: the recursion diverges (no fixed point above ``q0``, e.g. ReLU with ``σ_w² > 2``).
 
     Example:
-        >>> round(mean_field_fixed_point("relu", 2.0, 0.5, q0=1.0), 6)  # ReLU at σ_w² = 2 never converges
-        Traceback (most recent call last):
-        ...
-        ValueError: mean-field recursion diverges ...
         >>> round(mean_field_fixed_point("linear", 0.5, 1.0), 6)  # q = q/2 + 1
         2.0
     """

@@ -266,7 +266,7 @@ class Engine:
         Sl = [[self.diag(i, j, "left") for j in ga] for i in ga]
         Sr = [[self.diag(i, j, "right") for j in gb] for i in gb]
         Cx = [[self.cov(i, j) for j in gb] for i in ga]
-        key = f"{self.tag}:E[{a}·{b}]"
+        key = f"E[{a}·{b}]"
         e, dots = self.quad.expect(key, fa, ca, fb, cb, Sl, Sr, Cx, self.need_ntk)
         shape = (*self.batch, self._P(a), self._P(b))
         e = e.expand(shape) if e.shape != shape else e
