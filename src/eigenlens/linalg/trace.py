@@ -88,7 +88,7 @@ class DiagonalEstimate(Result):
     """An estimate of ``diag(A)``.
 
     Attributes:
-        values: the estimate, shape ``[n]``, float64 (complex128 for a complex operator).
+        values: the estimate, shape ``[n]``, float64 (complex128 for a complex operator), on the operator's device.
         stderr: per-entry standard errors, shape ``[n]``, float64 (0 when exact, ``inf`` when unknown).
         num_matvecs: the number of matrix-vector products it cost.
         method: ``"hutchinson"``, ``"diag++"`` or ``"exact"`` (budget >= n).
@@ -140,7 +140,7 @@ def _mean_stderr(samples: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     mean = samples.mean(dim=dim)
     count = samples.shape[dim]
     if count < 2:
-        return mean, torch.full(mean.shape, math.inf, dtype=torch.float64)
+        return mean, torch.full(mean.shape, math.inf, dtype=torch.float64, device=mean.device)
     std = samples.std(dim=dim, correction=1)
     return mean, (std / math.sqrt(count)).to(torch.float64)
 
@@ -215,13 +215,13 @@ def _exact_trace(op: LinearOperator, wd: torch.dtype) -> TraceEstimate:
     n = op.shape[0]
     if n == 0:
         return TraceEstimate(0.0, 0.0, 0, "exact")
-    AI = _apply(op, torch.eye(n, dtype=wd))
+    AI = _apply(op, torch.eye(n, dtype=wd, device=op.device))
     return TraceEstimate(_scalar(AI.diagonal().sum()), 0.0, n, "exact")
 
 
 def _hutchinson(op: LinearOperator, m: int, g: torch.Generator, wd: torch.dtype) -> TraceEstimate:
     n = op.shape[0]
-    Om = rademacher(n, m, generator=g, dtype=wd)
+    Om = rademacher(n, m, generator=g, dtype=wd, device=op.device)
     Y = _apply(op, Om)
     samples = (Om.conj() * Y).sum(dim=0)  # ωᵢᴴ A ωᵢ
     mean, se = _mean_stderr(samples, 0)
@@ -244,8 +244,8 @@ def _deflate(
     """
     n = op.shape[0]
     k, l = _split(m)
-    S = gaussian(n, k, generator=g, dtype=wd)
-    G = rademacher(n, l, generator=g, dtype=wd)
+    S = gaussian(n, k, generator=g, dtype=wd, device=op.device)
+    G = rademacher(n, l, generator=g, dtype=wd, device=op.device)
     Q = _orth(_apply(op, S))
     Gp = G - Q @ (Q.mH @ G)
     Z = _apply(op, torch.cat([Q, Gp], dim=1))
@@ -263,7 +263,7 @@ def _hutchpp(op: LinearOperator, m: int, g: torch.Generator, wd: torch.dtype) ->
 def _xtrace(op: LinearOperator, m: int, g: torch.Generator, wd: torch.dtype) -> TraceEstimate:
     n = op.shape[0]
     s = m // 2
-    Om = gaussian(n, s, generator=g, dtype=wd)
+    Om = gaussian(n, s, generator=g, dtype=wd, device=op.device)
     Om = Om * (math.sqrt(n) / torch.linalg.vector_norm(Om, dim=0))  # uniform on the sphere of radius √n
     Y = _apply(op, Om)
     Q, R = torch.linalg.qr(Y, mode="reduced")  # Q [n, s], R [s, s]
@@ -331,11 +331,12 @@ def diagonal(
     n = op.shape[0]
     wd = _work_dtype(op)
     if num_matvecs >= n:
-        AI = _apply(op, torch.eye(n, dtype=wd)) if n else torch.zeros(0, 0, dtype=wd)
-        return DiagonalEstimate(AI.diagonal().clone(), torch.zeros(n, dtype=torch.float64), n, "exact")
+        AI = _apply(op, torch.eye(n, dtype=wd, device=op.device))
+        zeros = torch.zeros(n, dtype=torch.float64, device=op.device)
+        return DiagonalEstimate(AI.diagonal().clone(), zeros, n, "exact")
     g = resolve_generator(generator)
     if method == "hutchinson":
-        Om = rademacher(n, num_matvecs, generator=g, dtype=wd)
+        Om = rademacher(n, num_matvecs, generator=g, dtype=wd, device=op.device)
         samples = _apply(op, Om) * Om.conj()
         values, se = _mean_stderr(samples, 1)
         return DiagonalEstimate(values, se, num_matvecs, "hutchinson")
