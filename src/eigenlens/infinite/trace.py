@@ -88,6 +88,16 @@ class _Shape:
 
 
 _BATCH = "N"
+_ROOT = "_eigenlens_root"
+
+
+class _Wrap(nn.Module):
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.add_module(_ROOT, module)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return getattr(self, _ROOT)(x)
 
 
 def _std_lookup(spec: Any, name: str, what: str) -> float | None:
@@ -359,14 +369,17 @@ def program(
             f"example_input must have a batch dimension: expected [N, d] or [N, C, ...], got shape "
             f"{tuple(example_input.shape)}; fix: use x.unsqueeze(0) for a single example"
         )
+    root = model
+    if torch.fx.Tracer().is_leaf_module(model, ""):
+        root = _Wrap(model)  # a bare leaf module (e.g. one nn.Linear): trace it as a call
     try:
-        gm = torch.fx.symbolic_trace(model)
+        gm = torch.fx.symbolic_trace(root)
     except Exception as err:  # noqa: BLE001 - fx raises many kinds
         raise ValueError(
             f"torch.fx could not trace {type(model).__name__}: {err}. Expected: a forward without data-dependent "
             "control flow (loops over a fixed number of steps are fine); fix: make loop bounds Python ints."
         ) from err
-    b = _Builder(model, weight_std, bias_std)
+    b = _Builder(root, weight_std, bias_std)
     modules = b.modules
     env: dict[torch.fx.Node, Any] = {}
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
@@ -398,7 +411,8 @@ def program(
         elif node.op == "get_attr":
             raise _unsupported(f"direct use of the parameter/buffer {node.target!r} (wrap it in nn.Linear)")
         elif node.op == "call_module":
-            env[node] = _call_module(b, modules[node.target], node.target, [arg(a) for a in node.args], arg(node.kwargs))
+            name = "" if node.target == _ROOT else node.target
+            env[node] = _call_module(b, modules[node.target], name, [arg(a) for a in node.args], arg(node.kwargs))
         elif node.op in ("call_function", "call_method"):
             env[node] = _call_function(b, node, [arg(a) for a in node.args], arg(node.kwargs))
         elif node.op == "output":
@@ -443,7 +457,7 @@ def _call_module(b: _Builder, mod: nn.Module, name: str, args: list[Any], kwargs
     if any(True for _ in mod.parameters()) or any(True for _ in mod.buffers()):
         raise _unsupported(f"module {name!r} ({type(mod).__name__}) with parameters or buffers")
     fn = (lambda t, m=mod: m(t.clone())) if getattr(mod, "inplace", False) else mod
-    return b.nonlin(fn, [v], type(mod).__name__.lower(), None)
+    return b.nonlin(fn, [v], type(mod).__name__, None)
 
 
 _METHOD_FN = {
