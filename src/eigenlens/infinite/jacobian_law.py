@@ -169,7 +169,7 @@ def _layers_from_model(model: nn.Module, weights: str) -> tuple[list[_Layer], in
         sb2 = float(m.bias.detach().to(torch.float64).pow(2).mean()) if m.bias is not None else 0.0
         kind = weights
         if weights == "auto":
-            gram = W @ W.T / (sw2 / W.shape[1])
+            gram = W @ W.T / sw2
             dev = float((gram - torch.eye(W.shape[0], dtype=torch.float64)).abs().max())
             kind = "orthogonal" if dev < 1e-4 else "gaussian"
         phi = key = None
