@@ -21,7 +21,7 @@ def test_window_statistics_match_dense_reference(gen):
     X = torch.randn(300, 40, generator=gen, dtype=torch.float64) @ A
     w = window_statistics(X, layer="a")
     Xc = X.numpy() - X.numpy().mean(axis=0)
-    eig = np.linalg.eigvalsh(Xc.T @ Xc / 300)
+    eig = np.linalg.eigvalsh(Xc.T @ Xc / 299)
     q = eig / eig.sum()
     assert w.num_rows == 300 and w.num_features == 40
     assert w.top_eigenvalue == pytest.approx(eig[-1], rel=1e-10)
@@ -36,7 +36,9 @@ def test_wide_window_uses_the_small_gram(gen):
     X = torch.randn(30, 80, generator=gen, dtype=torch.float64)
     w = window_statistics(X)
     Xc = X.numpy() - X.numpy().mean(axis=0)
-    assert w.top_eigenvalue == pytest.approx(np.linalg.eigvalsh(Xc.T @ Xc / 30)[-1], rel=1e-10)
+    assert w.top_eigenvalue == pytest.approx(np.linalg.eigvalsh(Xc.T @ Xc / 29)[-1], rel=1e-10)
+    raw = window_statistics(X, center=False)
+    assert raw.top_eigenvalue == pytest.approx(np.linalg.eigvalsh(X.numpy().T @ X.numpy() / 30)[-1], rel=1e-10)
 
 
 def test_noise_windows_read_as_mp_and_spikes_as_outliers(gen):

@@ -107,7 +107,7 @@ def test_to_dict_and_pandas(gen):
 def test_errors(gen):
     model = _model(gen)
     X = torch.randn(50, 60, generator=gen, dtype=torch.float64)
-    with pytest.raises(ValueError, match="rank: expected 'mp', an int >= 1 or an energy fraction"):
+    with pytest.raises(ValueError, match="rank: expected 'mp', 'mp-trace', an int >= 1 or an energy fraction"):
         spectral_compress(model, X, rank=0)
     with pytest.raises(ValueError, match="rank: expected"):
         spectral_compress(model, X, rank=1.5)
@@ -123,3 +123,21 @@ def test_errors(gen):
         spectral_compress("model", X)
     with pytest.raises(TypeError, match="data: expected model inputs"):
         spectral_compress(model, 3.0)
+
+
+def test_mp_trace_rank_counts_eigenvalues_above_the_same_energy_edge(gen):
+    X = _low_rank_inputs(gen, n=2000, d=60, r=3, noise=1.0)
+    model = nn.Sequential(nn.Linear(60, 60)).double()
+    res = spectral_compress(model, X, rank="mp-trace")
+    eig = torch.linalg.eigvalsh(X.T @ X / 2000)
+    edge = float(eig.mean()) * (1 + math.sqrt(60 / 2000)) ** 2
+    assert res.layers[0].rank == int((eig > edge).sum()) == 3
+
+
+def test_zero_directions_are_not_noise(gen):
+    # inputs that never use half of the coordinates (like always-black pixels): the MP fit ignores them
+    X = _low_rank_inputs(gen, n=2000, d=30, r=3, noise=1.0)
+    X = torch.cat([X, torch.zeros(2000, 30, dtype=torch.float64)], dim=1)
+    model = nn.Sequential(nn.Linear(60, 60)).double()
+    res = spectral_compress(model, X, rank="mp")
+    assert res.layers[0].num_outliers == 3

@@ -290,3 +290,49 @@ def test_tables_json_and_plot(gen, tmp_path):
     assert ax.get_title().startswith("0 linear")
     with pytest.raises(ValueError, match="has no spectrum"):
         plot_layer(spectra[1])
+
+
+# ---------------------------------------------------------------------------- CLI
+RECIPE = '''
+import torch
+
+def model():
+    net = torch.nn.Sequential(torch.nn.Linear(40, 30), torch.nn.ReLU(), torch.nn.Linear(30, 4))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.uniform_(-0.1, 0.1, generator=g)
+    return net
+
+def data():
+    raise AssertionError("weights does not need data()")
+'''
+
+
+def test_cli_weights(tmp_path, capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from eigenlens.cli.main import main
+
+    recipe = tmp_path / "recipe.py"
+    recipe.write_text(RECIPE)
+    out_json = tmp_path / "w.json"
+    rc = main(["weights", str(recipe), "--json", str(out_json), "--plot", str(tmp_path / "plots"), "--no-power-law"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "λ_max" in text and "skipped: too few eigenvalues" in text and "1 layers analysed, 1 skipped" in text
+    data = json.loads(out_json.read_text())
+    assert [d["name"] for d in data] == ["0", "2"]
+    assert (tmp_path / "plots" / "0.png").exists()
+
+
+def test_cli_weights_bad_recipe(tmp_path, capsys):
+    from eigenlens.cli.main import main
+
+    assert main(["weights", str(tmp_path / "missing.py")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad.py"
+    bad.write_text("x = 1\n")
+    assert main(["weights", str(bad)]) == 2
+    assert "must define a function model()" in capsys.readouterr().err

@@ -7,14 +7,15 @@ computes the spectrum of the window's feature covariance and reads it against Ma
   except for convolutions where the channel axis (dim 1) is the feature axis and every (example, position)
   is a row (``[B, C, H, W] -> [B·H·W, C]``). A token model's ``[B, T, D]`` output gives ``B·T`` rows.
 * per window ``X`` (``T = window`` rows, ``p`` features, float64, columns centred by the window mean):
-  ``S = XᵀX / T`` and its eigenvalues ``λ_1 >= ... >= λ_p``;
+  ``S = XᵀX / (T − 1)`` and its eigenvalues ``λ_1 >= ... >= λ_p`` (with ``center=False``: the raw second
+  moment ``XᵀX / T``, which also sees a shift of the mean);
 
   - ``top_eigenvalue``: ``λ_1``;
   - ``entropy``: :func:`eigenlens.rmt.spectral_entropy` of the eigenvalues;
   - ``effective_rank``: ``exp(−Σ q_i log q_i)`` with ``q = λ / Σλ`` (Roy & Vetterli, 2007);
   - ``num_outliers`` and ``mp_distance``: the number of outliers above the edge and the KS distance of the
     ESD to the Marchenko–Pastur law fitted by :func:`eigenlens.rmt.fit_marchenko_pastur` with ratio
-    ``γ = p / T`` (pure noise: 0 outliers and a KS distance of order ``1/√p``);
+    ``γ = p / (T − 1)`` (``p / T`` uncentred; pure noise: 0 outliers and a KS distance of order ``1/√p``);
   - ``total_variance``: ``Σλ / p``, the mean feature variance.
 
 The out-of-distribution score compares a window's statistics with reference windows recorded on
@@ -81,8 +82,13 @@ class WindowStats(Result):
     total_variance: float
 
 
-def window_statistics(X: Tensor, *, layer: str = "", index: int = 0, alpha: float = 0.05) -> WindowStats:
+def window_statistics(
+    X: Tensor, *, layer: str = "", index: int = 0, alpha: float = 0.05, center: bool = True
+) -> WindowStats:
     """The spectral statistics of one window ``X`` of shape ``[T, p]`` (any real dtype; computed in float64).
+
+    ``center=True`` analyses the covariance (columns centred by the window mean); ``center=False`` the raw
+    second moment ``XᵀX/T``, whose top eigenvalue also carries a shift of the mean.
 
     Raises:
         ValueError: if ``X`` is not 2-D with at least 2 rows and 2 features, or is not finite.
@@ -97,11 +103,13 @@ def window_statistics(X: Tensor, *, layer: str = "", index: int = 0, alpha: floa
     import eigenlens.rmt.fits as fits
 
     T, p = X.shape
-    Xc = X - X.mean(dim=0, keepdim=True)
+    # centring costs one degree of freedom: S = XcᵀXc/(T − 1) ~ MP(p/(T − 1), σ²) for white noise
+    n = T - 1 if center else T
+    Xc = X - X.mean(dim=0, keepdim=True) if center else X
     if p <= T:
-        eig = torch.linalg.eigvalsh(Xc.T @ Xc / T)
+        eig = torch.linalg.eigvalsh(Xc.T @ Xc / n)
     else:  # the p - T remaining eigenvalues are zero
-        small = torch.linalg.eigvalsh(Xc @ Xc.T / T)
+        small = torch.linalg.eigvalsh(Xc @ Xc.T / n)
         eig = torch.cat([torch.zeros(p - T, dtype=torch.float64), small])
     eig = eig.clamp_min(0.0)
     total = float(eig.sum())
@@ -110,7 +118,7 @@ def window_statistics(X: Tensor, *, layer: str = "", index: int = 0, alpha: floa
         return WindowStats(layer, index, T, p, 0.0, nan, nan, 0, nan, nan, 0.0)
     eff = float(fits.effective_rank(eig))
     try:
-        mp = fits.fit_marchenko_pastur(eig, p / T)
+        mp = fits.fit_marchenko_pastur(eig, p / n, alpha=alpha)
         outliers, ks, var = len(mp.outliers), float(mp.ks), float(mp.variance)
     except ValueError:
         outliers, ks, var = 0, math.nan, math.nan
@@ -161,6 +169,8 @@ class ActivationSpectrumMonitor:
         layers: module names (``model.named_modules()``), modules of ``model``, or a mix.
         window: rows per window (``T``); at least 2. Choose ``T >= p`` (features) for a ``γ <= 1`` window.
         alpha: false-positive level of the MP outlier test.
+        center: analyse the window covariance (True) or the raw second moment (False, also sensitive to a
+            shift of the mean, e.g. inverted images).
         max_windows: keep at most this many windows per layer (oldest dropped); None keeps all.
 
     Example:
@@ -182,6 +192,7 @@ class ActivationSpectrumMonitor:
         window: int = 256,
         *,
         alpha: float = 0.05,
+        center: bool = True,
         max_windows: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
@@ -193,6 +204,7 @@ class ActivationSpectrumMonitor:
         self.model = model
         self.window = window
         self.alpha = float(alpha)
+        self.center = bool(center)
         self.max_windows = max_windows
         self.layers: dict[str, nn.Module] = self._resolve_layers(model, layers)
         self.windows: dict[str, list[WindowStats]] = {name: [] for name in self.layers}
@@ -273,7 +285,9 @@ class ActivationSpectrumMonitor:
             self._buffers[name] = [rest] if rest.shape[0] else []
             self._count[name] = rest.shape[0]
             index = (self.windows[name][-1].index + 1) if self.windows[name] else 0
-            self.windows[name].append(window_statistics(win, layer=name, index=index, alpha=self.alpha))
+            self.windows[name].append(window_statistics(
+                win, layer=name, index=index, alpha=self.alpha, center=self.center
+            ))
             if self.max_windows is not None and len(self.windows[name]) > self.max_windows:
                 self.windows[name].pop(0)
 
@@ -330,7 +344,7 @@ class ActivationSpectrumMonitor:
             sl = slice(i * self.window, (i + 1) * self.window)
             out.append(
                 {
-                    name: window_statistics(r[sl], layer=name, index=i, alpha=self.alpha)
+                    name: window_statistics(r[sl], layer=name, index=i, alpha=self.alpha, center=self.center)
                     for name, r in rows.items()
                 }
             )

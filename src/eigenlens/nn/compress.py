@@ -15,7 +15,12 @@ The rank ``r``:
 * ``"mp"``: the number of eigenvalues above the Marchenko–Pastur edge found by
   :func:`eigenlens.rmt.fit_marchenko_pastur` (activations: the eigenvalues of ``C`` with ratio ``in/T``;
   weights: of ``WᵀW/N`` as in :func:`eigenlens.nn.weights.weight_spectra`) — the "signal" directions, the
-  rest being indistinguishable from noise. At least 1.
+  rest being indistinguishable from noise. At least 1. Exactly-zero eigenvalues (directions the data never
+  visit: constant-zero pixels, dead units; below ``1e-10·λ_max``) are dropped before the fit. On trained
+  layers fitted with many samples this test is strict (most eigenvalues are significant).
+* ``"mp-trace"``: the eigenvalues above the edge ``σ²(1 + √γ)²`` of the isotropic null with the same total
+  energy, ``σ² = Σλ/p`` (the mean eigenvalue; the RMT-KD reading): the directions that carry more variance
+  than white noise of the same power could produce.
 * an ``int``: that rank for every layer (capped at ``min(in, out)``).
 * a ``float`` in (0, 1]: the smallest rank whose eigenvalues hold that fraction of the total (energy).
 
@@ -209,11 +214,23 @@ def _second_moments(model: nn.Module, names: list[str], data: Any) -> dict[str, 
 
 def _rank(eig_desc: Tensor, rank: Any, ratio: float, alpha: float) -> tuple[int, int]:
     """(rank, num_outliers) from eigenvalues in descending order."""
+    if rank == "mp-trace":
+        # the isotropic null with the same total energy: σ² = mean eigenvalue, edge σ²(1 + √γ)²
+        eig = eig_desc.clamp_min(0.0)
+        edge = float(eig.mean()) * (1 + math.sqrt(ratio)) ** 2
+        k = int((eig > edge).sum())
+        return max(k, 1), k
     if isinstance(rank, str):
         import eigenlens.rmt.fits as fits
 
-        mp = fits.fit_marchenko_pastur(eig_desc.clamp_min(0.0), ratio, alpha=alpha)
-        k = int(len(mp.outliers))
+        # directions the data never visit (always-zero pixels, dead units) are exact zeros, not noise: drop
+        # them and fit MP to the p' remaining eigenvalues with ratio γ·p'/p
+        eig = eig_desc.clamp_min(0.0)
+        keep = eig > 1e-10 * float(eig.max()) if float(eig.max()) > 0 else eig > 0
+        if int(keep.sum()) < 2:
+            return 1, int(keep.sum())
+        mp = fits.fit_marchenko_pastur(eig[keep], ratio * int(keep.sum()) / eig.numel(), alpha=alpha)
+        k = int(mp.num_outliers)
         return max(k, 1), k
     if isinstance(rank, int):
         return min(rank, eig_desc.numel()), -1
@@ -255,8 +272,9 @@ def spectral_compress(
         model: the model. Left untouched unless ``inplace=True`` (parameters, grads, modes, RNG).
         data: calibration inputs for ``source="activations"``: a tensor ``[n, ...]``, an ``(inputs, targets)``
             pair or a list/DataLoader of batches (targets are ignored). Not needed for ``source="weights"``.
-        rank: ``"mp"`` (eigenvalues beyond the fitted Marchenko–Pastur edge), an ``int`` or an energy
-            fraction in (0, 1] (see the module docstring).
+        rank: ``"mp"`` (eigenvalues beyond the fitted Marchenko–Pastur edge), ``"mp-trace"`` (beyond the edge
+            of white noise of the same total variance), an ``int`` or an energy fraction in (0, 1] (see the
+            module docstring).
         source: ``"activations"`` (input second-moment eigenvectors, RMT-KD) or ``"weights"`` (truncated SVD).
         layers: names of the Linear layers to consider; None = every ``nn.Linear``.
         inplace: modify ``model`` itself instead of a deep copy.
@@ -284,11 +302,13 @@ def spectral_compress(
     if source not in ("activations", "weights"):
         raise ValueError(f"source: expected 'activations' or 'weights', got {source!r}")
     if isinstance(rank, bool) or not (
-        rank == "mp"
+        rank in ("mp", "mp-trace")
         or (isinstance(rank, int) and rank >= 1)
         or (isinstance(rank, float) and 0.0 < rank <= 1.0)
     ):
-        raise ValueError(f"rank: expected 'mp', an int >= 1 or an energy fraction in (0, 1], got {rank!r}")
+        raise ValueError(
+            f"rank: expected 'mp', 'mp-trace', an int >= 1 or an energy fraction in (0, 1], got {rank!r}"
+        )
     if not 0.0 < float(alpha) < 1.0:
         raise ValueError(f"alpha: expected a false-positive level in (0, 1), got {alpha!r}")
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
