@@ -490,7 +490,8 @@ class _FreeProduct:
                 hi = np.where(big, mid, hi)
                 lo = np.where(big, lo, mid)
             gs.append(0.5 * (lo + hi))
-        return np.exp(-self.log_chi(psi, gs))
+        with np.errstate(over="ignore"):  # far along the branch z(ψ) overflows to inf, which the scan skips
+            return np.exp(-self.log_chi(psi, gs))
 
     def _newton(self, psi: np.ndarray, gk: list[np.ndarray], logz: np.ndarray, iters: int) -> np.ndarray:
         """Damped Newton steps on the arrow-shaped system; updates ``psi``/``gk`` in place, returns the residual."""
