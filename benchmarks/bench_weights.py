@@ -10,7 +10,8 @@ Run with a venv that has both (weightwatcher is not a dependency of eigenlens):
 Timed side by side in one process (contention hits both equally), per model:
   * ww.analyze()                 (weightwatcher default: SVD + power-law fit per layer)
   * ww.analyze(mp_fit=True)      (plus its Marchenko-Pastur fit)
-  * el.weight_spectra(model)     (eigvalsh + MP fit + outlier test + power-law fit with 100-sample bootstrap p)
+  * el.weight_spectra(model)     (eigvalsh + MP fit + outlier test + power-law α/x_min; the 100-sample bootstrap
+                                  p-value runs only on layers with MP outliers, so rarely on random init)
   * el.weight_spectra(model, fit_power_law=False)
 Agreement on the deterministic columns for Linear layers (weightwatcher's eigenvalues are the unnormalised
 squared singular values, ours are divided by N: we compare N·λ_max; stable rank is scale-free). Conv layers are
@@ -20,16 +21,22 @@ analyses the [c_out, c_in·kh·kw] reshape (documented in eigenlens.nn.weights).
 
 from __future__ import annotations
 
-import argparse
-import logging
-import math
 import os
-import time
-import warnings
 
-import numpy as np
-import torch
-from torch import nn
+# One BLAS/LAPACK thread for both tools: on the shared, oversubscribed 2-core machine multi-threaded LAPACK
+# spin-waits (torch eigvalsh of 1024x1024: 23.6 s with 2 threads vs 0.40 s with 1 at load average 19).
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 
 def mlp_square() -> nn.Module:
@@ -80,7 +87,7 @@ def main() -> None:
 
     import eigenlens as el
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # with OMP/OPENBLAS/MKL_NUM_THREADS=1 (set below, before numpy loads): see docstring
     load0 = os.getloadavg()
     print(f"torch {torch.__version__}, weightwatcher {ww.__version__}, threads {torch.get_num_threads()}, "
           f"load average at start {load0[0]:.2f}")
@@ -102,7 +109,7 @@ def main() -> None:
             if s is None or s.skipped or s.kind != "linear":
                 continue
             N = s.matrix_shape[0]
-            pl = s._power_law_fit
+            pl = s.power_law_candidate
             agree.append(
                 dict(
                     model=mname, layer=name, shape=f"{N}x{s.matrix_shape[1]}",

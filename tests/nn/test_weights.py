@@ -168,6 +168,32 @@ def test_pure_noise_power_law_not_reported(gen):
     assert s.power_law_p_value is None or 0.0 <= s.power_law_p_value <= 1.0
 
 
+def test_heavy_tailed_layer_gets_a_power_law(gen):
+    N, M, alpha = 600, 300, 2.5
+    u = torch.rand(M, generator=gen, dtype=torch.float64)
+    lam = (1 - u) ** (-1 / (alpha - 1))  # Pareto(α = 2.5, x_min = 1): the ESD we plant
+    U = torch.linalg.qr(torch.randn(N, M, generator=gen, dtype=torch.float64)).Q
+    V = torch.linalg.qr(torch.randn(M, M, generator=gen, dtype=torch.float64)).Q
+    W = math.sqrt(N) * (U * lam.sqrt()) @ V.T
+    layer = nn.Linear(M, N, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(W)
+    (s,) = weight_spectra(layer, num_bootstrap=50, generator=gen)
+    np.testing.assert_allclose(np.sort(s.eigenvalues.numpy()), np.sort(lam.numpy()), rtol=1e-8)
+    assert s.num_outliers > 0
+    cand = s.power_law_candidate
+    assert abs(cand.alpha - alpha) < 0.35 and cand.p_value is not None
+    assert s.power_law_p_value == cand.p_value
+    assert (s.power_law is not None) == (cand.p_value >= 0.1)
+
+
+def test_noise_layer_skips_the_bootstrap(gen):
+    layer = _uniform_(nn.Linear(200, 300), gen)
+    (s,) = weight_spectra(layer, alpha=0.01)
+    assert s.num_outliers == 0 and s.power_law is None and s.power_law_p_value is None
+    assert s.power_law_candidate is not None and s.power_law_candidate.p_value is None
+
+
 # ---------------------------------------------------------------------------- randomized path
 def test_randomized_top_k_path(gen):
     N, M = 600, 200
@@ -228,6 +254,8 @@ def test_bad_arguments():
         weight_spectra(layer, max_dense=0)
     with pytest.raises(ValueError, match="k: expected a positive int"):
         weight_spectra(layer, k=0)
+    with pytest.raises(ValueError, match="num_bootstrap: expected an int >= 0"):
+        weight_spectra(layer, num_bootstrap=-1)
     with pytest.raises(ValueError, match="min_size: expected an int >= 2"):
         weight_spectra(layer, min_size=1)
 

@@ -190,12 +190,15 @@ class LayerSpectrum(Result):
         false_positive_level: the level ``alpha`` of that test (probability that pure noise shows ≥1 outlier).
         power_law: the Clauset–Shalizi–Newman power-law fit of the tail when it fits (bootstrap p-value
             ``>= 0.1``) and the layer is not pure MP noise; None otherwise.
-        power_law_p_value: p-value of the attempted power-law fit (None when not attempted).
+        power_law_p_value: bootstrap p-value of the power-law fit; None when not computed (``fit_power_law``
+            off, too few eigenvalues, or a pure-noise layer: no outliers, where a tail fit is meaningless).
         lambda_max: the largest eigenvalue.
         stable_rank: ``Σλ / λ_max = ‖W‖_F² / ‖W‖_2²`` (exact on both paths).
         entropy: spectral entropy of the normalised eigenvalues (``eigenlens.rmt.spectral_entropy``); NaN on
             the randomized path.
         skipped_reason: why the layer was not analysed, or None.
+        power_law_candidate: the power-law fit whatever its p-value (α and x_min by minimal KS, for
+            comparison with other tools; its ``p_value`` is None on pure-noise layers).
     """
 
     name: str
@@ -215,7 +218,7 @@ class LayerSpectrum(Result):
     stable_rank: float = math.nan
     entropy: float = math.nan
     skipped_reason: str | None = None
-    _power_law_fit: Any = dataclasses.field(default=None, repr=False)
+    power_law_candidate: Any = dataclasses.field(default=None, repr=False)
 
     @property
     def skipped(self) -> bool:
@@ -428,6 +431,7 @@ def _analyse(
     max_dense: int,
     k: int,
     fit_power_law: bool,
+    num_bootstrap: int,
     alpha: float,
     min_size: int,
     generator: torch.Generator,
@@ -477,15 +481,17 @@ def _analyse(
     p_value = None
     if fit_power_law:
         positive = eig[eig > 0]
-        if positive.numel() >= min_size:
-            try:
-                pl_fit = fits.fit_power_law(positive, generator=generator)
-            except ValueError:
-                pl_fit = None
-            if pl_fit is not None:
-                p_value = float(pl_fit.p_value)
-                if p_value >= POWER_LAW_MIN_P_VALUE and num_outliers > 0:
-                    pl = pl_fit
+        # the bootstrap p-value (the costly part) only where a tail can mean something: a power law fitted to
+        # a pure MP bulk is noise, so noise layers get α and x_min (one O(M²) scan) but no p-value
+        nb = num_bootstrap if num_outliers > 0 else 0
+        try:
+            pl_fit = fits.fit_power_law(positive, generator=generator, num_bootstrap=nb)
+        except ValueError:
+            pl_fit = None
+        if pl_fit is not None and pl_fit.p_value is not None:
+            p_value = float(pl_fit.p_value)
+            if p_value >= POWER_LAW_MIN_P_VALUE:
+                pl = pl_fit
     return LayerSpectrum(
         **base,
         eigenvalues=eig,
@@ -498,7 +504,7 @@ def _analyse(
         lambda_max=lam_max,
         stable_rank=trace / lam_max,
         entropy=entropy,
-        _power_law_fit=pl_fit,
+        power_law_candidate=pl_fit,
     )
 
 
@@ -533,6 +539,7 @@ def weight_spectra(
     max_dense: int = DEFAULT_MAX_DENSE,
     k: int = DEFAULT_TOP_K,
     fit_power_law: bool = True,
+    num_bootstrap: int = 100,
     alpha: float = 0.05,
     min_size: int = 8,
     generator: torch.Generator | None = None,
@@ -545,7 +552,8 @@ def weight_spectra(
     :func:`eigenlens.rmt.fit_marchenko_pastur` (variance from the bulk, edges ``σ²(1 ± √γ)²``, outliers by a
     finite-size calibrated edge test at false-positive level ``alpha``, KS distance); a power law is fitted
     to the tail with :func:`eigenlens.rmt.fit_power_law` and reported only when it fits (bootstrap p-value
-    ``>= 0.1``) and the layer is not pure MP noise (a power law fitted to an MP bulk is noise).
+    ``>= 0.1``) and the layer is not pure MP noise (a power law fitted to an MP bulk is noise, so the bootstrap
+    is not even run there).
 
     Args:
         model: the model; only read (parameters, gradients, modes and RNG state are left as they were).
@@ -554,7 +562,9 @@ def weight_spectra(
         max_dense: layers with ``M = min(rows, cols) <= max_dense`` use dense ``eigvalsh`` of the
             ``M × M`` Gram matrix (``O(N M²)``); larger ones the randomized top-``k`` path.
         k: number of top eigenvalues on the randomized path.
-        fit_power_law: whether to fit the power-law tail (the bootstrap is the slowest part).
+        fit_power_law: whether to fit the power-law tail.
+        num_bootstrap: bootstrap samples for the power-law p-value (run only on layers with MP outliers; the
+            bootstrap is the slowest part of the analysis).
         alpha: false-positive level of the outlier test (probability that a pure-noise layer shows an outlier).
         min_size: layers with fewer than this many eigenvalues are skipped (with the reason).
         generator: randomness of the bootstrap and the randomized path; None = a fresh generator seeded 0.
@@ -590,6 +600,8 @@ def weight_spectra(
         raise ValueError(f"k: expected a positive int, got {k!r}")
     if not 0.0 < float(alpha) < 1.0:
         raise ValueError(f"alpha: expected a false-positive level in (0, 1), got {alpha!r}")
+    if isinstance(num_bootstrap, bool) or not isinstance(num_bootstrap, int) or num_bootstrap < 0:
+        raise ValueError(f"num_bootstrap: expected an int >= 0, got {num_bootstrap!r}")
     if not isinstance(min_size, int) or min_size < 2:
         raise ValueError(f"min_size: expected an int >= 2, got {min_size!r}")
     from eigenlens.linalg.random import resolve_generator
@@ -613,7 +625,8 @@ def weight_spectra(
         for lm in bar:
             result.append(
                 _analyse(
-                    lm, max_dense=max_dense, k=k, fit_power_law=fit_power_law, alpha=float(alpha),
+                    lm, max_dense=max_dense, k=k, fit_power_law=fit_power_law, num_bootstrap=num_bootstrap,
+                    alpha=float(alpha),
                     min_size=min_size, generator=g,
                 )
             )
