@@ -59,15 +59,15 @@ def relu_expect(
     """
     a1, b1 = ab1
     a2, b2 = ab2
-    s = _safe_sqrt(q1 * q2 - c * c)
-    theta = torch.atan2(s, c)
     same = b1 * b2 + a1 * a2
     cross = b1 * a2 + a1 * b2
-    two_pi = 2 * math.pi
-    e = (same * (s + (math.pi - theta) * c) - cross * (s - theta * c)) / two_pi
-    dot = None
-    if need_dot:
-        dot = (same * (math.pi - theta) + cross * theta) / two_pi
+    k = 1 / (2 * math.pi)
+    # e = (same - cross)·s/2π + c·(same·π - (same - cross)·θ)/2π ; dot = (same·π + (cross - same)·θ)/2π
+    s = (q1 * q2).sub_(c * c).clamp_(min=0).sqrt_()  # not fused: s = 0 exactly when c² = q1 q2
+    theta = torch.atan2(s, c)
+    t = theta.mul(-(same - cross) * k).add_(same * math.pi * k)
+    e = torch.addcmul(s.mul_((same - cross) * k), c, t)
+    dot = theta.mul_((cross - same) * k).add_(same * math.pi * k) if need_dot else None
     return e, dot
 
 

@@ -177,9 +177,12 @@ def kernels(
         d2 = d1 if sym else _diagonal_pass(prog, X2, diag_block, quad, parameterization, "diag")
     out_pos = getattr(prog[prog.output], "positions", ())
     P = num_positions(out_pos)
-    nngp = X1.new_full((n1, n2, P, P), math.nan) if "nngp" in get else None
-    ntk = X1.new_full((n1, n2, P, P), math.nan) if need_ntk else None
     pairs = [(i, j) for i in range(0, n1, block) for j in range(i if sym else 0, n2, block)]
+    single = len(pairs) == 1
+    nngp = ntk = None
+    if not single:  # filled block by block; NaN marks blocks not computed (interrupted)
+        nngp = X1.new_full((n1, n2, P, P), math.nan) if "nngp" in get else None
+        ntk = X1.new_full((n1, n2, P, P), math.nan) if need_ntk else None
     complete = True
     try:
         from tqdm.auto import tqdm
@@ -192,6 +195,10 @@ def kernels(
                 dl = {k: v[i : i + block] for k, v in d1.items()}
                 dr = {k: v[j : j + block] for k, v in d2.items()}
                 eng = Engine(prog, K0, (A.shape[0], B.shape[0]), dl, dr, quad, parameterization, need_ntk, "pair")
+                if single:
+                    nngp = eng.cov(prog.output, prog.output) if "nngp" in get else None
+                    ntk = eng.ntk(prog.output, prog.output) if need_ntk else None
+                    continue
                 for target, fn in ((nngp, eng.cov), (ntk, eng.ntk)):
                     if target is None:
                         continue
@@ -210,6 +217,7 @@ def kernels(
     def shape(k: Tensor | None) -> Tensor | None:
         if k is None:
             return None
+        k = k.expand(n1, n2, P, P)
         if not out_pos:
             return k[:, :, 0, 0]
         return k.reshape(n1, n2, *out_pos, *out_pos)

@@ -53,6 +53,18 @@ def _identity(z: Tensor) -> Tensor:
     return z
 
 
+def _lin(terms) -> Tensor:
+    """``Σ c_i X_i`` with as few passes over memory as possible (``terms``: ``(c, X)`` pairs)."""
+    terms = list(terms)
+    c0, X0 = terms[0]
+    if len(terms) == 1:
+        return X0 if c0 == 1 else X0 * c0
+    out = X0 * c0  # a fresh tensor: cached values are never modified in place
+    for c, X in terms[1:]:
+        out = out.add_(X, alpha=c) if out.shape == torch.broadcast_shapes(out.shape, X.shape) else out + c * X
+    return out
+
+
 def frontier(prog: TensorProgram, name: str) -> tuple[tuple[str, ...], Callable, tuple | None]:
     """Write vector ``name`` as ``fn(g_1, ..., g_k)`` of G-vars: returns ``(g names, fn, closed form or None)``."""
     if prog.is_gaussian(name):
@@ -237,9 +249,9 @@ class Engine:
             return self.cov_cache[key]
         A, B = self.prog[a], self.prog[b]
         if isinstance(A, LinComb):
-            out = sum(c * self.cov(s, b) for c, s in zip(A.coeffs, A.sources))
+            out = _lin((c, self.cov(s, b)) for c, s in zip(A.coeffs, A.sources))
         elif isinstance(B, LinComb):
-            out = sum(c * self.cov(a, s) for c, s in zip(B.coeffs, B.sources))
+            out = _lin((c, self.cov(a, s)) for c, s in zip(B.coeffs, B.sources))
         elif isinstance(A, Spatial):
             out = self._spatial(A, self.cov(A.source, b), "left")
         elif isinstance(B, Spatial):
@@ -253,7 +265,7 @@ class Engine:
         elif isinstance(A, Input) and isinstance(B, Input):
             out = self.K0
         elif isinstance(A, MatMul) and isinstance(B, MatMul) and A.weight == B.weight:
-            out = A.sigma_w2 * self._dense_map(A, self.cov(A.source, B.source)) + A.sigma_b2
+            out = self._dense_map(A, self.cov(A.source, B.source)).mul(A.sigma_w2).add_(A.sigma_b2)
             out = out.expand(*self.batch, self._P(a), self._P(b)) if out.dim() < len(self.batch) + 2 else out
         else:
             out = self._zeros(a, b)
@@ -282,9 +294,9 @@ class Engine:
             return self.ntk_cache[key]
         A, B = self.prog[a], self.prog[b]
         if isinstance(A, LinComb):
-            out = sum(c * self.ntk(s, b) for c, s in zip(A.coeffs, A.sources))
+            out = _lin((c, self.ntk(s, b)) for c, s in zip(A.coeffs, A.sources))
         elif isinstance(B, LinComb):
-            out = sum(c * self.ntk(a, s) for c, s in zip(B.coeffs, B.sources))
+            out = _lin((c, self.ntk(a, s)) for c, s in zip(B.coeffs, B.sources))
         elif isinstance(A, Spatial):
             out = self._spatial(A, self.ntk(A.source, b), "left")
         elif isinstance(B, Spatial):
@@ -297,14 +309,18 @@ class Engine:
             self.cov(a, b)
             dots = self.dot_cache[(a, b)]
             ga, gb = self._frontier(a)[0], self._frontier(b)[0]
-            out = sum(dots[i][j] * self.ntk(u, v) for i, u in enumerate(ga) for j, v in enumerate(gb))
+            terms = [(i, j, u, v) for i, u in enumerate(ga) for j, v in enumerate(gb)]
+            out = None
+            for i, j, u, v in terms:
+                th = self.ntk(u, v)
+                out = dots[i][j] * th if out is None else out.addcmul_(dots[i][j], th)
         elif isinstance(A, MatMul) and isinstance(B, MatMul) and A.weight == B.weight:
-            back = A.sigma_w2 * self._dense_map(A, self.ntk(A.source, B.source))
+            back = self._dense_map(A, self.ntk(A.source, B.source))
             if self.param == "ntk":
-                out = self.cov(a, b) + back
+                out = torch.add(self.cov(a, b), back, alpha=A.sigma_w2)
             else:
-                param = A.fan_in * self._dense_map(A, self.cov(A.source, B.source)) + float(A.has_bias)
-                out = param + back
+                param = self._dense_map(A, self.cov(A.source, B.source)).mul(A.fan_in).add_(float(A.has_bias))
+                out = param.add_(back, alpha=A.sigma_w2)
             out = out.expand(*self.batch, self._P(a), self._P(b)) if out.dim() < len(self.batch) + 2 else out
         else:
             out = self._zeros(a, b)
