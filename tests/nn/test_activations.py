@@ -42,14 +42,14 @@ def test_wide_window_uses_the_small_gram(gen):
 
 
 def test_noise_windows_read_as_mp_and_spikes_as_outliers(gen):
-    noise = torch.randn(2000, 400, generator=gen, dtype=torch.float64) * 0.5
+    noise = torch.randn(1200, 240, generator=gen, dtype=torch.float64) * 0.5
     w = window_statistics(noise)
     assert w.num_outliers == 0
     assert w.mp_variance == pytest.approx(0.25, rel=0.02)
     assert w.mp_distance < 0.05
     # two planted directions of variance 0.25 * 6 and 0.25 * 9: population spikes ell = 6, 9 >> 1 + sqrt(0.2)
-    U = torch.linalg.qr(torch.randn(400, 2, generator=gen, dtype=torch.float64)).Q
-    z = torch.randn(2000, 2, generator=gen, dtype=torch.float64) * torch.tensor([math.sqrt(5.0), math.sqrt(8.0)]) * 0.5
+    U = torch.linalg.qr(torch.randn(240, 2, generator=gen, dtype=torch.float64)).Q
+    z = torch.randn(1200, 2, generator=gen, dtype=torch.float64) * torch.tensor([math.sqrt(5.0), math.sqrt(8.0)]) * 0.5
     w2 = window_statistics(noise + z @ U.T)
     assert w2.num_outliers == 2
 
