@@ -517,13 +517,13 @@ def _select(mats: list[LayerMatrix], layers: Sequence[str] | str | None) -> list
         raise TypeError(
             f"layers: expected None, a name/glob pattern or a list of them, got {[type(p).__name__ for p in layers]}"
         )
-    chosen = []
-    for lm in mats:
+
+    def matches(lm: LayerMatrix, pattern: str) -> bool:
         base = lm.name.rsplit(".", 1)[0] if lm.kind.startswith("attention.") else lm.name
-        if any(fnmatch.fnmatchcase(lm.name, p) or fnmatch.fnmatchcase(base, p) for p in layers):
-            chosen.append(lm)
-    unmatched = [p for p in layers if not any(fnmatch.fnmatchcase(lm.name, p) or
-                                                fnmatch.fnmatchcase(lm.name.rsplit(".", 1)[0], p) for lm in mats)]
+        return fnmatch.fnmatchcase(lm.name, pattern) or fnmatch.fnmatchcase(base, pattern)
+
+    chosen = [lm for lm in mats if any(matches(lm, p) for p in layers)]
+    unmatched = [p for p in layers if not any(matches(lm, p) for lm in mats)]
     if unmatched:
         raise ValueError(
             f"layers: no weight matrix matches {unmatched}; expected names or glob patterns among "
