@@ -12,6 +12,7 @@ Timed side by side in one process (contention hits both equally), per model:
   * ww.analyze(mp_fit=True)      (plus its Marchenko-Pastur fit)
   * el.weight_spectra(model)     (eigvalsh + MP fit + outlier test + power-law α/x_min; the 100-sample bootstrap
                                   p-value runs only on layers with MP outliers, so rarely on random init)
+  * el.weight_spectra(model, num_bootstrap=0)   (the same work as ww mp_fit=True: MP fit + α/x_min, no p-value)
   * el.weight_spectra(model, fit_power_law=False)
 Agreement on the deterministic columns for Linear layers (weightwatcher's eigenvalues are the unnormalised
 squared singular values, ours are divided by N: we compare N·λ_max; stable rank is scale-free). Conv layers are
@@ -100,8 +101,9 @@ def main() -> None:
         d_plain, t_ww = timed(lambda w=watcher: w.analyze(), args.repeats)
         d_mp, t_ww_mp = timed(lambda w=watcher: w.analyze(mp_fit=True), args.repeats)
         spectra, t_el = timed(lambda m=model: el.weight_spectra(m, progress=False), args.repeats)
+        _, t_el_nb = timed(lambda m=model: el.weight_spectra(m, num_bootstrap=0, progress=False), args.repeats)
         _, t_el_nopl = timed(lambda m=model: el.weight_spectra(m, fit_power_law=False, progress=False), args.repeats)
-        rows.append((mname, len([s for s in spectra if not s.skipped]), t_ww, t_ww_mp, t_el, t_el_nopl))
+        rows.append((mname, len([s for s in spectra if not s.skipped]), t_ww, t_ww_mp, t_el, t_el_nb, t_el_nopl))
         ours = {s.name: s for s in spectra}
         for _, r in d_mp.iterrows():
             name = str(r["name"])
@@ -124,14 +126,15 @@ def main() -> None:
             )
     load1 = os.getloadavg()
     print()
-    print("| model | layers | ww analyze() s | ww analyze(mp_fit=True) s | eigenlens s | eigenlens no power law s "
-          "| speed-up vs ww mp_fit | speed-up vs ww |")
-    print("|---|---|---|---|---|---|---|---|")
-    for m, nl, a, b, c, d in rows:
-        print(f"| {m} | {nl} | {a:.2f} | {b:.2f} | {c:.2f} | {d:.2f} | {b / c:.1f}x ({b / d:.0f}x) | {a / c:.1f}x |")
-    tot = [sum(r[i] for r in rows) for i in range(2, 6)]
-    print(f"| total | | {tot[0]:.2f} | {tot[1]:.2f} | {tot[2]:.2f} | {tot[3]:.2f} | {tot[1] / tot[2]:.1f}x "
-          f"({tot[1] / tot[3]:.0f}x) | {tot[0] / tot[2]:.1f}x |")
+    print("| model | layers | ww analyze() s | ww analyze(mp_fit=True) s | el default s | el num_bootstrap=0 s "
+          "| el fit_power_law=False s | ww mp_fit / el default | ww mp_fit / el no bootstrap | ww / el no bootstrap |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for m, nl, a, b, c, d, e in rows:
+        print(f"| {m} | {nl} | {a:.2f} | {b:.2f} | {c:.2f} | {d:.2f} | {e:.2f} | {b / c:.1f}x | {b / d:.1f}x "
+              f"| {a / d:.1f}x |")
+    tot = [sum(r[i] for r in rows) for i in range(2, 7)]
+    print(f"| total | | {tot[0]:.2f} | {tot[1]:.2f} | {tot[2]:.2f} | {tot[3]:.2f} | {tot[4]:.2f} | "
+          f"{tot[1] / tot[2]:.1f}x | {tot[1] / tot[3]:.1f}x | {tot[0] / tot[3]:.1f}x |")
     print()
     print("| model | layer | N x M | λ_max rel. diff | stable rank rel. diff | α ww | α el | xmin ww "
           "| xmin el (×N) | p(α) el | ww num_spikes | el outliers | el MP σ² / init σ² |")
