@@ -364,3 +364,22 @@ def test_cli_weights_bad_recipe(tmp_path, capsys):
     bad.write_text("x = 1\n")
     assert main(["weights", str(bad)]) == 2
     assert "must define a function model()" in capsys.readouterr().err
+
+
+def test_interrupt_keeps_finished_layers(gen, monkeypatch):
+    import eigenlens.nn.weights as wmod
+
+    model = _uniform_(nn.Sequential(nn.Linear(20, 20), nn.Linear(20, 20), nn.Linear(20, 20)), gen)
+    real = wmod._analyse
+    calls = []
+
+    def flaky(lm, **kw):
+        calls.append(lm.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(lm, **kw)
+
+    monkeypatch.setattr(wmod, "_analyse", flaky)
+    with pytest.warns(RuntimeWarning, match="interrupted; returning the 1 of 3 layers"):
+        spectra = weight_spectra(model, fit_power_law=False)
+    assert spectra.interrupted and [s.name for s in spectra] == ["0"]
