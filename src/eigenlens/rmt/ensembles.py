@@ -105,7 +105,8 @@ def wishart(n: int, p: int, *, variance: float = 1.0, generator: torch.Generator
     s2 = check_positive(variance, "variance", "pass the entry variance σ² > 0")
     g = resolve_generator(generator)
     x = _randn((n, p), g) * math.sqrt(s2)
-    return x.T @ x / n
+    c = x.T @ x / n
+    return 0.5 * (c + c.T)  # exactly symmetric (BLAS does not guarantee it)
 
 
 def ginibre(n: int, *, complex: bool = False, generator: torch.Generator | None = None) -> Tensor:
@@ -313,6 +314,7 @@ def spiked_wishart(n: int, p: int, spikes: float | Sequence[float], *, variance:
     root = torch.tensor([math.sqrt(ell) - 1.0 for ell in ells], dtype=_F64)
     x = (z + ((z @ v) * root[None, :]) @ v.T) * math.sqrt(s2)
     c = x.T @ x / n
+    c = 0.5 * (c + c.T)
     return (c, v) if return_vectors else c
 
 
