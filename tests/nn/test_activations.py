@@ -172,3 +172,14 @@ def test_errors(gen):
         window_statistics(torch.full((5, 3), float("nan")))
     with pytest.raises(ValueError, match="expected a \\[rows >= 2, features >= 2\\] window"):
         window_statistics(torch.zeros(1, 3))
+
+
+def test_tuple_outputs_use_the_first_tensor(gen):
+    attn = nn.MultiheadAttention(8, 2, batch_first=True)
+    model = nn.ModuleDict({"attn": attn})
+    x = torch.randn(3, 20, 8, generator=gen)
+    with ActivationSpectrumMonitor(model, "attn", window=60) as mon:
+        out, _ = attn(x, x, x)
+    (w,) = mon.windows["attn"]
+    ref = window_statistics(out.detach().reshape(-1, 8))
+    assert w.num_features == 8 and w.top_eigenvalue == pytest.approx(ref.top_eigenvalue, rel=1e-10)
