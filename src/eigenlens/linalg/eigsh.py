@@ -1,0 +1,498 @@
+"""A few eigenpairs of a large symmetric operator: block Krylov–Schur (thick-restart Lanczos) in pure torch.
+
+The method keeps an orthonormal basis ``V = [V_lock, V_act]`` and a pending block ``P`` with
+
+    A V_act = V_act H + P B,        A V_lock ≈ V_lock Θ_lock,
+
+where ``H = V_actᴴ A V_act`` is symmetric and ``B`` is the coupling of the next block. Each step applies
+``A`` once to the pending block (one batched product of ``block_size`` columns), orthogonalises the result
+against the whole basis twice (CGS2) and appends it. The Ritz pairs ``(θ_i, V_act s_i)`` of ``H`` have
+residuals ``‖A v_i − θ_i v_i‖ = ‖B s_i‖``, known without extra products; they are checked after every
+step. When the basis is full, the wanted Ritz vectors and the best others are kept (thick restart:
+Wu & Simon 2000; Krylov–Schur: Stewart 2001), converged wanted pairs are locked (deflated and kept out
+of further Rayleigh–Ritz), and the expansion continues from the pending block.
+
+References:
+    G. W. Stewart, *A Krylov–Schur algorithm for large eigenproblems*, SIAM J. Matrix Anal. Appl. 23 (2001).
+    K. Wu, H. Simon, *Thick-restart Lanczos method for large symmetric eigenvalue problems*,
+    SIAM J. Matrix Anal. Appl. 22 (2000).
+    Y. Zhou, Y. Saad, *Block Krylov–Schur method for large symmetric eigenvalue problems*,
+    Numer. Algorithms 47 (2008).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from eigenlens._result import Result
+from eigenlens.linalg.exceptions import ConvergenceWarning
+from eigenlens.linalg.lanczos import (
+    _as_operator,
+    _breakdown_rtol,
+    _check_positive_int,
+    _compute_dtype,
+    _require_symmetric,
+)
+from eigenlens.linalg.operator import LinearOperator
+from eigenlens.linalg.random import resolve_generator
+
+__all__ = ["eigsh", "EigshResult"]
+
+_WHICH = ("LA", "SA", "LM", "BE")
+
+
+@dataclass(frozen=True)
+class EigshResult(Result):
+    """The output of :func:`eigsh`.
+
+    Attributes:
+        eigenvalues: ``[k]`` float64. Order: ``"LA"`` descending, ``"SA"`` ascending, ``"LM"`` by descending
+            magnitude, ``"BE"`` ascending (the ``⌊k/2⌋`` smallest then the ``⌈k/2⌉`` largest).
+        eigenvectors: ``[n, k]`` in the operator's dtype, orthonormal columns matching ``eigenvalues``.
+        residual_norms: ``[k]`` float64, ``‖A v_i − θ_i v_i‖`` (from the Krylov relation; exact up to
+            round-off, no extra products).
+        num_matvecs: products with ``A`` (vectors, counting each column of a block product).
+        converged: whether every residual met ``tol · ‖A‖_est``.
+        norm_estimate: ``‖A‖_est``, the largest Ritz value magnitude seen (a lower bound on ``‖A‖₂``).
+        method: ``"krylov-schur"`` or ``"dense"`` (small problems, see :func:`eigsh`).
+        num_restarts: number of thick restarts.
+    """
+
+    eigenvalues: Tensor
+    eigenvectors: Tensor
+    residual_norms: Tensor
+    num_matvecs: int
+    converged: bool
+    norm_estimate: float = 0.0
+    method: str = "krylov-schur"
+    num_restarts: int = 0
+
+
+# ---------------------------------------------------------------------------- selection helpers
+def _preference(theta: Tensor, which: str) -> Tensor:
+    """Indices of ``theta`` from most to least wanted."""
+    if which == "LA":
+        return torch.argsort(theta, descending=True, stable=True)
+    if which == "SA":
+        return torch.argsort(theta, stable=True)
+    if which == "LM":
+        return torch.argsort(theta.abs(), descending=True, stable=True)
+    asc = torch.argsort(theta, stable=True).tolist()  # BE: alternate largest, smallest, ...
+    out, lo, hi = [], 0, len(asc) - 1
+    while lo <= hi:
+        out.append(asc[hi])
+        hi -= 1
+        if lo <= hi:
+            out.append(asc[lo])
+            lo += 1
+    return torch.tensor(out, dtype=torch.long)
+
+
+def _output_order(theta: Tensor, which: str) -> Tensor:
+    if which == "LA":
+        return torch.argsort(theta, descending=True, stable=True)
+    if which == "LM":
+        return torch.argsort(theta.abs(), descending=True, stable=True)
+    return torch.argsort(theta, stable=True)
+
+
+# ---------------------------------------------------------------------------- orthogonalisation
+class _Orth:
+    """Orthonormalise new blocks against a basis (CGS2), replacing dependent directions by random ones."""
+
+    def __init__(self, n: int, cdtype: torch.dtype, device: torch.device, generator: torch.Generator, rtol: float):
+        self.n, self.cdtype, self.device, self.g, self.rtol = n, cdtype, device, generator, rtol
+
+    def project(self, V: Tensor, W: Tensor) -> tuple[Tensor, Tensor]:
+        """``W − V (Vᴴ W)`` twice; returns the projected block and the coefficients ``Vᴴ W``."""
+        if V.shape[1] == 0:
+            return W, W.new_zeros(0, W.shape[1])
+        C = V.mH @ W
+        W = W - V @ C
+        C2 = V.mH @ W
+        W = W - V @ C2
+        return W, C + C2
+
+    def random_direction(self, V: Tensor) -> Tensor:
+        x = torch.randn(self.n, 1, generator=self.g, dtype=torch.float64)
+        if self.cdtype.is_complex:
+            x = torch.complex(x, torch.randn(self.n, 1, generator=self.g, dtype=torch.float64))
+        x = x.to(device=self.device, dtype=self.cdtype)
+        for _ in range(2):
+            x, _ = self.project(V, x / torch.linalg.vector_norm(x))
+        return x / torch.linalg.vector_norm(x)
+
+    def orthonormalize(self, V: Tensor, W: Tensor, scale: float) -> tuple[Tensor, Tensor, Tensor]:
+        """Return ``(Qn [n, w], R [w, w], C [nv, w])`` with ``W ≈ V C + Qn R``, ``[V, Qn]`` orthonormal.
+
+        ``W`` must already be orthogonal to ``V`` (projected). A column whose remaining norm is below
+        ``rtol · scale`` is taken as dependent (breakdown): it is replaced by a random direction orthogonal
+        to everything and its row of ``R`` is zero.
+        """
+        w = W.shape[1]
+        Qn = torch.zeros(self.n, w, dtype=self.cdtype, device=self.device)
+        R = torch.zeros(w, w, dtype=self.cdtype, device=self.device)
+        C = torch.zeros(V.shape[1], w, dtype=self.cdtype, device=self.device)
+        for i in range(w):
+            u = W[:, i : i + 1]
+            nrm0 = float(torch.linalg.vector_norm(u))
+            if i > 0:
+                u, c = self.project(Qn[:, :i], u)
+                R[:i, i] = c[:, 0]
+            r = float(torch.linalg.vector_norm(u))
+            if 0 < r < 0.5 * nrm0:  # cancellation inside the block: one more pass against everything
+                u, c = self.project(torch.cat([V, Qn[:, :i]], dim=1), u)
+                C[:, i] += c[: V.shape[1], 0]
+                R[:i, i] += c[V.shape[1] :, 0]
+                r = float(torch.linalg.vector_norm(u))
+            if r <= self.rtol * scale or r == 0.0:
+                Qn[:, i : i + 1] = self.random_direction(torch.cat([V, Qn[:, :i]], dim=1))
+            else:
+                Qn[:, i : i + 1] = u / r
+                R[i, i] = r
+        return Qn, R, C
+
+
+# ---------------------------------------------------------------------------- argument checks
+def _check_args(op: LinearOperator, k: Any, which: Any, tol: Any, block_size: Any) -> tuple[int, str, float, int]:
+    n = op.shape[0]
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int (the number of eigenpairs), got {type(k).__name__} {k!r}")
+    if not 1 <= k < n:
+        raise ValueError(
+            f"k must satisfy 1 <= k < n = {n} for an operator of shape {op.shape}, got k = {k}; "
+            "for all eigenvalues of a small operator use torch.linalg.eigvalsh(op.to_dense())"
+        )
+    if not isinstance(which, str) or which.upper() not in _WHICH:
+        raise ValueError(
+            f"which must be one of 'LA' (largest algebraic), 'SA' (smallest algebraic), 'LM' (largest "
+            f"magnitude), 'BE' (both ends), got {which!r}"
+        )
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol <= 0:
+        raise ValueError(f"tol must be a positive finite float (relative to ‖A‖), got {tol!r}")
+    block_size = _check_positive_int(block_size, "block_size", "vectors per batched product")
+    if block_size > n - k:
+        raise ValueError(
+            f"block_size must be <= n - k = {n - k} (n = {n}, k = {k}), got {block_size}; lower block_size"
+        )
+    return k, which.upper(), float(tol), block_size
+
+
+def _start_block(
+    op: LinearOperator, v0: Any, b: int, g: torch.Generator, cdtype: torch.dtype
+) -> Tensor:
+    """Starting block ``[n, b]`` from ``v0`` (``[n]`` or ``[n, j]``) and random columns."""
+    n = op.shape[0]
+
+    def rand(cols: int) -> Tensor:
+        X = torch.randn(n, cols, generator=g, dtype=torch.float64)
+        if cdtype.is_complex:
+            X = torch.complex(X, torch.randn(n, cols, generator=g, dtype=torch.float64))
+        return X.to(device=op.device, dtype=cdtype)
+
+    if v0 is None:
+        return rand(b)
+    if not isinstance(v0, Tensor):
+        raise TypeError(f"eigsh: v0 must be a torch.Tensor of shape [n] or [n, j], got {type(v0).__name__}")
+    if v0.ndim not in (1, 2) or v0.shape[0] != n or (v0.ndim == 2 and v0.shape[1] < 1):
+        raise ValueError(
+            f"eigsh: v0 must have shape [n] or [n, j] with n = {n} (the operator is {op.shape}), "
+            f"got shape {tuple(v0.shape)}"
+        )
+    if v0.is_complex() and not cdtype.is_complex:
+        raise TypeError(f"eigsh: v0 is complex ({v0.dtype}) but the operator is real ({op.dtype})")
+    X = (v0.unsqueeze(1) if v0.ndim == 1 else v0).to(device=op.device, dtype=cdtype)
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError("eigsh: v0 contains NaN or Inf; pass finite starting vectors")
+    if float(torch.linalg.vector_norm(X)) == 0.0:
+        raise ValueError("eigsh: v0 is zero; pass a non-zero starting vector (or None for a random one)")
+    j = X.shape[1]
+    if j < b:
+        return torch.cat([X, rand(b - j)], dim=1)
+    if j > b:  # random combinations: the Krylov space of Σ c_i u_i contains all the u_i (warm start)
+        G = torch.randn(j, b, generator=g, dtype=torch.float64).to(device=op.device, dtype=cdtype)
+        return X @ G
+    return X
+
+
+def _default_ncv(k: int, b: int) -> int:
+    return max(2 * k + b, 20, k + 10 * b)
+
+
+# ---------------------------------------------------------------------------- the public function
+def eigsh(
+    op: Any,
+    k: int = 6,
+    *,
+    which: str = "LA",
+    tol: float = 1e-6,
+    max_matvecs: int | None = None,
+    block_size: int = 1,
+    generator: torch.Generator | None = None,
+    v0: Tensor | None = None,
+    ncv: int | None = None,
+    progress: bool = False,
+) -> EigshResult:
+    """``k`` eigenpairs at one or both ends of the spectrum of a symmetric operator, matrix-free.
+
+    A block Krylov–Schur (thick-restart Lanczos) method with full reorthogonalisation, locking and
+    random fresh directions on breakdown. A Ritz pair ``(θ, v)`` is accepted when its residual
+    ``‖A v − θ v‖ <= tol · ‖A‖_est`` (``‖A‖_est`` = largest Ritz value magnitude seen); the eigenvalue
+    error is then at most ``tol·‖A‖_est`` and, for a simple eigenvalue with gap ``δ`` to the rest of the
+    spectrum, at most ``(tol·‖A‖_est)² / δ``. Products with ``A`` run in the operator's dtype; everything
+    else in float64 (complex128).
+
+    Repeated or tightly clustered eigenvalues: a single-vector Krylov space holds only one direction of
+    each eigenspace, so with ``block_size=1`` a multiplicity-``r`` eigenvalue may be returned once (as with
+    ARPACK). Use ``block_size >= r`` — each step then applies ``A`` to ``block_size`` vectors in one
+    batched product, which is also faster per vector for operators like Hessian-vector products.
+
+    Small problems: when the basis would span the whole space (``ncv + block_size > n``; e.g. ``n <= 20``
+    or ``k`` close to ``n``) the operator is materialised with ``op.to_dense()`` (``n`` products, counted in
+    ``num_matvecs``) and solved by ``torch.linalg.eigh`` in float64 (``method="dense"``).
+
+    Args:
+        op: a square :class:`~eigenlens.linalg.operator.LinearOperator` tagged symmetric (explicit matrices
+            are converted with :func:`~eigenlens.linalg.operator.aslinearoperator`).
+        k: number of eigenpairs, ``1 <= k < n``.
+        which: ``"LA"`` largest algebraic, ``"SA"`` smallest algebraic, ``"LM"`` largest magnitude, ``"BE"``
+            both ends (``⌈k/2⌉`` largest and ``⌊k/2⌋`` smallest).
+        tol: relative residual tolerance (``> 0``).
+        max_matvecs: budget of products with ``A`` (default ``max(10·n, 50·ncv)``). When exhausted, the
+            best Ritz pairs are returned with ``converged=False`` and a ConvergenceWarning.
+        block_size: vectors per batched product (``1 <= block_size <= n - k``).
+        generator: randomness for the starting block and fresh directions (``None``: seeded 0).
+        v0: warm start ``[n]`` or ``[n, j]`` (e.g. eigenvectors of a previous, nearby operator). With
+            ``j > block_size`` the starting block is ``block_size`` random combinations of the columns (a
+            Krylov space of ``Σ c_i u_i`` contains all the ``u_i``); with ``j < block_size`` random columns
+            are added.
+        ncv: basis size (default ``max(2k + block_size, 20, k + 10·block_size)``); must be ``>= k + block_size``.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        An :class:`EigshResult`. A ``KeyboardInterrupt`` stops the iteration and returns the current best
+        Ritz pairs (``converged`` tells whether they met ``tol``) with a ConvergenceWarning.
+
+    Raises:
+        ValueError: non-square operator, operator not tagged symmetric (the message says how to tag it),
+            ``k`` outside ``[1, n)``, unknown ``which``, ``tol <= 0``, bad ``block_size``/``ncv``/``v0``,
+            ``max_matvecs`` below what the method needs (the message gives the minimum).
+        TypeError: non-integer ``k``/``block_size``/``max_matvecs``, ``v0`` not a tensor.
+        FloatingPointError: a product with ``A`` produced NaN/Inf (raised by the operator, naming the call).
+
+    Example:
+        >>> import torch, eigenlens as el
+        >>> A = el.aslinearoperator(torch.diag(torch.arange(1.0, 101.0, dtype=torch.float64)))
+        >>> res = el.eigsh(A, k=3, which="LA", tol=1e-10)
+        >>> [round(x, 8) for x in res.eigenvalues.tolist()], res.converged
+        ([100.0, 99.0, 98.0], True)
+
+    References:
+        Stewart (2001), SIAM J. Matrix Anal. Appl. 23; Wu & Simon (2000), SIAM J. Matrix Anal. Appl. 22;
+        Zhou & Saad (2008), Numer. Algorithms 47 (block Krylov–Schur).
+    """
+    op = _as_operator(op, "eigsh")
+    _require_symmetric(op, "eigsh")
+    n = op.shape[0]
+    k, which, tol, b = _check_args(op, k, which, tol, block_size)
+    if ncv is None:
+        p = _default_ncv(k, b)
+    else:
+        p = _check_positive_int(ncv, "ncv", "the basis size")
+        if p < k + b:
+            raise ValueError(f"ncv must be >= k + block_size = {k + b}, got {p}")
+    dense = p + b > n
+    need = n if dense else b * math.ceil(k / b)
+    if max_matvecs is None:
+        budget = max(10 * n, 50 * p)
+    else:
+        budget = _check_positive_int(max_matvecs, "max_matvecs", "the budget of products with A")
+        if budget < need:
+            why = (
+                f"this small problem (n = {n}) is solved densely, which takes n products"
+                if dense
+                else f"k = {k} Ritz pairs need a basis of at least {need} vectors (block_size = {b})"
+            )
+            raise ValueError(
+                f"max_matvecs = {budget} is too small: eigsh needs at least {need} products here ({why}); "
+                "raise max_matvecs"
+            )
+    cdtype = _compute_dtype(op.dtype)
+    g = resolve_generator(generator)
+    start = _start_block(op, v0, b, g, cdtype)
+    if dense:
+        return _dense(op, k, which, tol)
+    return _krylov_schur(op, k, which, tol, budget, b, p, start, g, cdtype, progress)
+
+
+def _dense(op: LinearOperator, k: int, which: str, tol: float) -> EigshResult:
+    n = op.shape[0]
+    A = op.to_dense().to(_compute_dtype(op.dtype))
+    A = (A + A.mH) / 2
+    theta, S = torch.linalg.eigh(A)
+    sel = _preference(theta, which)[:k]
+    sel = sel[_output_order(theta[sel], which)]
+    vals, vecs = theta[sel], S[:, sel]
+    res = torch.linalg.vector_norm(A @ vecs - vecs * vals.to(vecs.dtype), dim=0).to(torch.float64)
+    anorm = float(theta.abs().max())
+    return EigshResult(
+        eigenvalues=vals.to(torch.float64),
+        eigenvectors=vecs.to(op.dtype),
+        residual_norms=res,
+        num_matvecs=n,
+        converged=True,
+        norm_estimate=anorm,
+        method="dense",
+        num_restarts=0,
+    )
+
+
+def _krylov_schur(
+    op: LinearOperator,
+    k: int,
+    which: str,
+    tol: float,
+    budget: int,
+    b: int,
+    p: int,
+    start: Tensor,
+    g: torch.Generator,
+    cdtype: torch.dtype,
+    progress: bool,
+) -> EigshResult:
+    n, dev = op.shape[0], op.device
+    orth = _Orth(n, cdtype, dev, g, _breakdown_rtol(n, op.dtype))
+    V = torch.zeros(n, p + b, dtype=cdtype, device=dev)
+    H = torch.zeros(p + b, p + b, dtype=cdtype, device=dev)  # H[lock:nv, lock:nv] active, H[nv:nv+b] coupling
+    Qs, _, _ = orth.orthonormalize(V[:, :0], start / torch.linalg.vector_norm(start, dim=0).clamp_min(1e-300), 1.0)
+    V[:, :b] = Qs
+    nlock, nv = 0, 0
+    lock_vals = torch.zeros(0, dtype=torch.float64, device=dev)
+    lock_res = torch.zeros(0, dtype=torch.float64, device=dev)
+    anorm = 0.0
+    total, restarts = 0, 0
+    converged = False
+    interrupted = False
+
+    def rayleigh_ritz() -> tuple[Tensor, Tensor, Tensor]:
+        Ha = H[nlock:nv, nlock:nv]
+        theta, S = torch.linalg.eigh((Ha + Ha.mH) / 2)
+        res = torch.linalg.vector_norm(H[nv : nv + b, nlock:nv] @ S, dim=0).to(torch.float64)
+        return theta.to(torch.float64), S, res
+
+    def wanted(theta: Tensor, res: Tensor, thr: float) -> tuple[Tensor, Tensor, Tensor]:
+        """Preference order over locked + active candidates; returns (order, values, is_converged)."""
+        vals = torch.cat([lock_vals, theta])
+        conv = torch.cat([torch.ones_like(lock_vals, dtype=torch.bool), res <= thr])
+        return _preference(vals.cpu(), which).to(dev), vals, conv
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=budget, desc="eigsh", unit="matvec", disable=not progress, leave=False)
+    try:
+        while True:
+            # ---- expand: one batched product with the pending block
+            if total + b > budget:
+                break
+            P = V[:, nv : nv + b]
+            W = (op @ P.to(op.dtype)).to(cdtype)
+            total += b
+            bar.update(b)
+            scale = max(anorm, float(torch.linalg.vector_norm(W, dim=0).max()))
+            W, C = orth.project(V[:, : nv + b], W)
+            Qn, R, C2 = orth.orthonormalize(V[:, : nv + b], W, scale)
+            C = C + C2
+            # commit (H gets column block nv:nv+b, coupling R to the next block; symmetric counterparts)
+            H[nlock : nv + b, nv : nv + b] = C[nlock:]
+            H[nv : nv + b, nlock:nv] = C[nlock:nv].mH
+            H[nv + b : nv + 2 * b, :] = 0
+            H[:, nv + b : nv + 2 * b] = 0
+            H[nv + b : nv + 2 * b, nv : nv + b] = R
+            H[nv : nv + b, nv + b : nv + 2 * b] = R.mH
+            V[:, nv + b : nv + 2 * b] = Qn
+            nv += b
+
+            # ---- Rayleigh–Ritz on the active part, convergence check
+            theta, S, res = rayleigh_ritz()
+            if theta.numel():
+                anorm = max(anorm, float(theta.abs().max()))
+            thr = tol * max(anorm, torch.finfo(torch.float64).tiny)
+            order, vals, conv = wanted(theta, res, thr)
+            nconv = int(conv[order[:k]].sum()) if vals.numel() >= k else 0
+            bar.set_postfix(converged=f"{nconv}/{k}")
+            if vals.numel() >= k and nconv == k:
+                converged = True
+                break
+            if nv + b <= p:
+                continue
+
+            # ---- thick restart with locking
+            top = order[:k].tolist()
+            new_lock = [i - nlock for i in top if i >= nlock and bool(conv[i])]
+            keep_lock = [i for i in top if i < nlock]  # previously locked and still wanted
+            room = p - b - len(keep_lock) - len(new_lock)
+            rest = [i - nlock for i in order.tolist() if i >= nlock and (i - nlock) not in new_lock]
+            nkeep = max(min(room, max(k - len(keep_lock) - len(new_lock), (room + k) // 2)), 1)
+            keep_act = rest[:nkeep]
+            Va = V[:, nlock:nv]
+            Ylock = Va @ S[:, new_lock] if new_lock else V[:, :0]
+            Yact = Va @ S[:, keep_act]
+            coupling = H[nv : nv + b, nlock:nv] @ S[:, keep_act]
+            pending = V[:, nv : nv + b].clone()
+            old_lock = V[:, keep_lock].clone() if keep_lock else V[:, :0]
+            new_lock_vals = torch.cat([lock_vals[keep_lock], theta[new_lock]])
+            new_lock_res = torch.cat([lock_res[keep_lock], res[new_lock]])
+            # commit
+            nlock = len(keep_lock) + len(new_lock)
+            nv = nlock + len(keep_act)
+            V[:, : len(keep_lock)] = old_lock
+            V[:, len(keep_lock) : nlock] = Ylock
+            V[:, nlock:nv] = Yact
+            V[:, nv : nv + b] = pending
+            H.zero_()
+            H[nlock:nv, nlock:nv] = torch.diag(theta[keep_act]).to(cdtype)
+            H[nv : nv + b, nlock:nv] = coupling
+            H[nlock:nv, nv : nv + b] = coupling.mH
+            lock_vals, lock_res = new_lock_vals, new_lock_res
+            restarts += 1
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+
+    if nv - nlock + lock_vals.numel() < k:  # only possible when interrupted before k Ritz pairs exist
+        raise KeyboardInterrupt
+    theta, S, res = rayleigh_ritz()
+    thr = tol * max(anorm, torch.finfo(torch.float64).tiny)
+    order, vals, conv = wanted(theta, res, thr)
+    sel = order[:k]
+    allres = torch.cat([lock_res, res])
+    vecs = torch.cat([V[:, :nlock], V[:, nlock:nv] @ S], dim=1)[:, sel]
+    vals, allres = vals[sel], allres[sel]
+    out = _output_order(vals.cpu(), which).to(dev)
+    converged = bool(conv[sel].all())
+    if not converged or interrupted:
+        reason = "was interrupted" if interrupted else f"used its budget of max_matvecs = {budget} products"
+        warnings.warn(
+            f"eigsh {reason} with {int(conv[sel].sum())} of {k} eigenpairs converged to tol = {tol:g} "
+            f"(largest residual {float(allres.max()):.3g}, threshold {thr:.3g}); returning the best Ritz "
+            "pairs (raise max_matvecs, ncv or tol, or warm-start with v0)",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return EigshResult(
+        eigenvalues=vals[out],
+        eigenvectors=vecs[:, out].to(op.dtype),
+        residual_norms=allres[out],
+        num_matvecs=total,
+        converged=converged,
+        norm_estimate=anorm,
+        method="krylov-schur",
+        num_restarts=restarts,
+    )
