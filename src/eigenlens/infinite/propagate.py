@@ -112,20 +112,12 @@ def _window_mean(X: Tensor, in_pos: tuple[int, ...], node: MatMul | Spatial, bot
     batch = X.shape[:-2]
     nb = len(batch)
     if both:
+        # separable: average over the window jointly on (p_i, q_i) one spatial axis i at a time;
+        # zero padding is handled by clipping the index ranges (no padded copy)
         Y = X.reshape(*batch, *in_pos, *in_pos)
-        pad = []
-        for pp in reversed(p):
-            pad += [pp, pp]
-        Y = F.pad(Y, pad + pad) if any(p) else Y
-        acc = None
-        for delta in _offsets(k):
-            sl = tuple(
-                slice(dd * dl, dd * dl + ss * (o - 1) + 1, ss) for dl, dd, ss, o in zip(delta, d, s, out)
-            )
-            term = Y[(Ellipsis, *sl, *sl)]
-            acc = term.clone() if acc is None else acc.add_(term)
-        K = math.prod(k)
-        return (acc / K).reshape(*batch, num_positions(out), num_positions(out))
+        for i in range(nd):
+            Y = _diag_window_1d(Y, nd, i, k[i], s[i], p[i], d[i], out[i])
+        return Y.reshape(*batch, num_positions(out), num_positions(out))
     # one side: move that side's axis last
     if side == "left":
         X = X.transpose(-1, -2)
@@ -143,6 +135,32 @@ def _window_mean(X: Tensor, in_pos: tuple[int, ...], node: MatMul | Spatial, bot
     Y = (acc / math.prod(k)).reshape(*batch, other, num_positions(out))
     del nb
     return Y.transpose(-1, -2) if side == "left" else Y
+
+
+def _diag_window_1d(X: Tensor, nd: int, i: int, k: int, s: int, p: int, d: int, o: int) -> Tensor:
+    """``Y[.., a, .., b, ..] = (1/k) Σ_δ X[.., s a + d δ − p, .., s b + d δ − p, ..]`` on spatial axis ``i`` of both
+    sides (axes ``-2nd+i`` and ``-nd+i``), out-of-range indices contributing zero."""
+    ax1, ax2 = X.dim() - 2 * nd + i, X.dim() - nd + i
+    n = X.shape[ax1]
+    shape = list(X.shape)
+    shape[ax1] = shape[ax2] = o
+    Y = X.new_zeros(shape)
+    for delta in range(k):
+        off = d * delta - p
+        lo = max(0, -(off // s) if off < 0 else 0)
+        while s * lo + off < 0:
+            lo += 1
+        hi = min(o - 1, (n - 1 - off) // s)
+        if hi < lo:
+            continue
+        src = slice(s * lo + off, s * hi + off + 1, s)
+        dst = slice(lo, hi + 1)
+        ix_src = [slice(None)] * X.dim()
+        ix_dst = [slice(None)] * X.dim()
+        ix_src[ax1] = ix_src[ax2] = src
+        ix_dst[ax1] = ix_dst[ax2] = dst
+        Y[tuple(ix_dst)] += X[tuple(ix_src)]
+    return Y.mul_(1.0 / k)
 
 
 def _offsets(kernel: tuple[int, ...]):
@@ -314,6 +332,15 @@ class Engine:
             for i, j, u, v in terms:
                 th = self.ntk(u, v)
                 out = dots[i][j] * th if out is None else out.addcmul_(dots[i][j], th)
+        elif (
+            isinstance(A, MatMul) and isinstance(B, MatMul) and A.weight == B.weight
+            and isinstance(self.prog[A.source], Input) and isinstance(self.prog[B.source], Input)
+        ):  # first layer: Θ of the input is 0, only the parameter term remains
+            if self.param == "ntk":
+                out = self.cov(a, b)
+            else:
+                out = self._dense_map(A, self.cov(A.source, B.source)).mul(A.fan_in).add_(float(A.has_bias))
+            out = out.expand(*self.batch, self._P(a), self._P(b)) if out.dim() < len(self.batch) + 2 else out
         elif isinstance(A, MatMul) and isinstance(B, MatMul) and A.weight == B.weight:
             back = self._dense_map(A, self.ntk(A.source, B.source))
             if self.param == "ntk":
