@@ -12,7 +12,8 @@ the squared norms of tall vectors. The solvers of :mod:`eigenlens.linalg.lstsq` 
 
 Because the per-block partials and the fold order do not depend on where a block lives, the in-memory,
 Dask and torch.distributed computations give the same bits (same seed, same number of intra-op threads;
-LAPACK's blocked QR may round differently with a different thread count). On torch.distributed the
+LAPACK's blocked QR may round differently with a different thread count; the Dask kernels copy each block
+into aligned memory because MKL's kernels may depend on alignment). On torch.distributed the
 partials are placed in a zero-filled ``[num_blocks, …]`` buffer and summed with ``all_reduce`` (each slot is
 nonzero on exactly one rank, so the sum is exact), then folded on every rank. The tall QR is a
 one-level TSQR (Demmel, Grigori, Hoemmen, Langou, arXiv 0808.2664): QR of each block, QR of the stacked
@@ -91,6 +92,10 @@ class RowBlocks:
         """``U @ W`` for a row vector ``U [n, k]`` and replicated ``W [k, l]``."""
         raise NotImplementedError
 
+    def inner(self, U: Any, W: Any) -> Tensor:
+        """``Uᴴ W`` for row vectors ``U [n, k]``, ``W [n, l]`` (fold of per-block products): replicated ``[k, l]``."""
+        raise NotImplementedError
+
     def tsqr(self, Y: Any) -> tuple[Any, Tensor]:
         """Thin QR ``Y = Q R`` of a tall row vector (TSQR): ``(Q [n, k] row vector, R [k, k] replicated)``."""
         raise NotImplementedError
@@ -145,6 +150,9 @@ class OperatorRows(RowBlocks):
 
     def rmul(self, U: Tensor, W: Tensor) -> Tensor:
         return U @ W
+
+    def inner(self, U: Tensor, W: Tensor) -> Tensor:
+        return U.mH @ W
 
     def tsqr(self, Y: Tensor) -> tuple[Tensor, Tensor]:
         Q, R = torch.linalg.qr(Y)
@@ -262,7 +270,8 @@ class LocalRows(RowBlocks):
     def _check_sketch(self, S: SketchOperator) -> None:
         if S.shape[1] != self.shape[0]:
             raise ValueError(f"the sketch has shape {S.shape}, but A has {self.shape[0]} rows")
-        if S.block_size != self.block_size:
+        n = self.shape[0]
+        if S.block_size != self.block_size and not (S.block_size >= n and self.block_size >= n):
             raise ValueError(
                 f"the sketch's block_size={S.block_size} differs from the row blocks' block_size={self.block_size}; "
                 "build both with the same block_size"
@@ -293,6 +302,10 @@ class LocalRows(RowBlocks):
     def rmul(self, U: Tensor, W: Tensor) -> Tensor:
         outs = [U[sl] @ W for _, sl in self._slices()]
         return torch.cat(outs, dim=0) if outs else torch.zeros(0, W.shape[1], dtype=W.dtype, device=W.device)
+
+    def inner(self, U: Tensor, W: Tensor) -> Tensor:
+        parts = [(b, U[sl].mH @ W[sl]) for b, sl in self._slices()]
+        return self.reduce(parts, (U.shape[1], W.shape[1]))
 
     def tsqr(self, Y: Tensor) -> tuple[Tensor, Tensor]:
         k = Y.shape[1]
@@ -447,6 +460,10 @@ class DaskRows(RowBlocks):
         Wn = W.cpu().numpy()
         return self._from_blocks(_np_matmul_b, [self._blocks(U), [Wn] * self.num_blocks], W.shape[1], U.dtype)
 
+    def inner(self, U: Any, W: Any) -> Tensor:
+        parts = self._partials(_np_inner, self._blocks(U), self._blocks(W))
+        return self._fold(parts, (U.shape[1], W.shape[1]))
+
     def tsqr(self, Y: Any) -> tuple[Any, Tensor]:
         k = Y.shape[1]
         blocks = self._blocks(Y)
@@ -466,7 +483,9 @@ class DaskRows(RowBlocks):
 
 # -------------------------------------------------------------------- block kernels (run on Dask workers)
 def _t(a: np.ndarray) -> Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a))
+    # a copy into torch's (64-byte aligned) allocator: MKL may pick different kernels, and round differently,
+    # for arrays of other alignment (e.g. deserialised on a worker)
+    return torch.tensor(np.asarray(a))
 
 
 def _np_matmul_b(a: np.ndarray, V: np.ndarray, b: int) -> np.ndarray:
@@ -475,6 +494,10 @@ def _np_matmul_b(a: np.ndarray, V: np.ndarray, b: int) -> np.ndarray:
 
 def _np_rmatmul(a: np.ndarray, u: np.ndarray, b: int) -> np.ndarray:
     return (_t(a).mT.conj() @ _t(u)).numpy()
+
+
+def _np_inner(u: np.ndarray, w: np.ndarray, b: int) -> np.ndarray:
+    return (_t(u).mH @ _t(w)).numpy()
 
 
 def _np_sketch_block(u: np.ndarray, S: SketchOperator, b: int) -> np.ndarray:

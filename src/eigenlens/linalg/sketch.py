@@ -327,7 +327,9 @@ class SketchOperator(LinearOperator):
             k = rnd["rows"].shape[1]
             cols = torch.arange(nb).repeat_interleave(k)
             idx = torch.stack([rnd["rows"].flatten(), cols]).to(dev)
-            S = torch.sparse_coo_tensor(idx, rnd["signs"].flatten().to(dtype=dt, device=dev), (m, nb))
+            S = torch.sparse_coo_tensor(
+                idx, rnd["signs"].flatten().to(dtype=dt, device=dev), (m, nb), check_invariants=False
+            )
             return torch.sparse.mm(S, Ab)
         if "d_in" in rnd:
             return self._trig_block(rnd, Ab, dt)

@@ -1,0 +1,140 @@
+"""Distributed sketching / lstsq / randomized SVD equal the in-memory results bit for bit (same seed).
+
+Both sides run with one intra-op thread (LAPACK's blocked QR may round differently with another thread
+count; see eigenlens.linalg.distributed).
+"""
+
+import contextlib
+import multiprocessing as mp
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from eigenlens.linalg.distributed import LocalRows, row_blocks, shard_rows, torch_distributed_rows
+from eigenlens.linalg.lowrank import randomized_svd
+from eigenlens.linalg.lstsq import lstsq
+from eigenlens.linalg.sketch import sketch
+
+F64 = torch.float64
+N, D, BS = 2000, 12, 256  # 8 blocks, the last one partial
+
+
+def _data():
+    g = torch.Generator().manual_seed(42)
+    A = torch.randn(N, D, generator=g, dtype=F64) * torch.logspace(0, -6, D, dtype=F64)
+    b = torch.randn(N, generator=g, dtype=F64)
+    return A, b
+
+
+@contextlib.contextmanager
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _in_memory():
+    A, b = _data()
+    with _one_thread():
+        S = sketch("sparse_sign", 60, N, seed=7, block_size=BS)
+        SA = row_blocks(A, block_size=BS).sketch(S)
+        ls = lstsq(A, b, method="sketch_precondition", block_size=BS, seed=7)
+        sv = randomized_svd(A, 4, block_size=BS)
+    return SA, ls, sv
+
+
+# ------------------------------------------------------------------ local sharding (no processes)
+def test_local_shards_reproduce_in_memory_reductions():
+    A, _ = _data()
+    full = LocalRows(A, block_size=BS)
+    U = torch.randn(N, 3, dtype=F64, generator=torch.Generator().manual_seed(0))
+    ref = full.rmatmat(U)
+    parts = []
+    for rank in range(3):
+        r0, r1 = shard_rows(N, 3, rank, block_size=BS)
+        sh = LocalRows(A[r0:r1], block_size=BS, row_offset=r0, n=N)
+        parts.extend((b, (A[r0:r1][sl].T @ U[r0:r1][sl])) for b, sl in sh._slices())
+    assert torch.equal(full.reduce(parts, (D, 3)), ref)
+    with pytest.raises(ValueError, match="multiples of block_size"):
+        LocalRows(A[100:900], block_size=BS, row_offset=100, n=N)
+    assert shard_rows(N, 2, 0, block_size=BS) == (0, 1024) and shard_rows(N, 2, 1, block_size=BS) == (1024, N)
+    with pytest.raises(ValueError, match="rank must be in"):
+        shard_rows(N, 2, 2)
+
+
+def test_torch_distributed_rows_requires_initialised_group():
+    A, _ = _data()
+    with pytest.raises(ValueError, match="not initialised"):
+        torch_distributed_rows(A, n=N, row_offset=0, block_size=BS)
+
+
+# ------------------------------------------------------------------ torch.distributed (gloo, 2 processes)
+def _gloo_worker(rank, world, init_file, out_dir):
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        A, b = _data()
+        r0, r1 = shard_rows(N, world, rank, block_size=BS)
+        bk = torch_distributed_rows(A[r0:r1], n=N, row_offset=r0, block_size=BS)
+        S = sketch("sparse_sign", 60, N, seed=7, block_size=BS)
+        SA = bk.sketch(S)
+        ls = lstsq(bk, b[r0:r1], method="sketch_precondition", block_size=BS, seed=7)
+        sv = randomized_svd(bk, 4, block_size=BS)
+        torch.save({"SA": SA, "x": ls.x, "it": ls.iterations, "s": sv.s, "v": sv.v, "u": sv.u, "r0": r0},
+                   os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_gloo_two_processes_bit_for_bit(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_gloo_worker, args=(r, 2, str(tmp_path / "rdv"), str(tmp_path))) for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    res = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    SA, ls, sv = _in_memory()
+    for r in res:
+        assert torch.equal(r["SA"], SA)
+        assert torch.equal(r["x"], ls.x) and r["it"] == ls.iterations
+        assert torch.equal(r["s"], sv.s) and torch.equal(r["v"], sv.v)
+    assert torch.equal(torch.cat([res[0]["u"], res[1]["u"]]), sv.u)
+
+
+# ------------------------------------------------------------------ Dask (LocalCluster, 2 worker processes)
+def test_dask_local_cluster_bit_for_bit():
+    pytest.importorskip("dask")
+    distributed = pytest.importorskip("distributed")
+    import dask.array as da
+
+    A, b = _data()
+    # one intra-op thread in the workers' task threads too (OpenMP's thread count is per calling thread)
+    one = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=40, env=one) as cluster, distributed.Client(cluster):
+        Ad = da.from_array(A.numpy(), chunks=(BS, D))
+        from eigenlens.linalg.distributed import dask_rows
+
+        bk = dask_rows(Ad, block_size=BS)
+        with _one_thread():
+            S = sketch("sparse_sign", 60, N, seed=7, block_size=BS)
+            SA_d = bk.sketch(S)
+            ls_d = lstsq(bk, b.numpy(), method="sketch_precondition", block_size=BS, seed=7)
+            sv_d = randomized_svd(bk, 4, block_size=BS)
+            u_d = bk.gather(sv_d.u)
+    SA, ls, sv = _in_memory()
+    assert torch.equal(SA_d, SA)
+    assert torch.equal(ls_d.x, ls.x) and ls_d.iterations == ls.iterations
+    assert torch.equal(sv_d.s, sv.s) and torch.equal(sv_d.v, sv.v) and torch.equal(u_d, sv.u)
+    # and the answers are right, not only reproducible
+    x_np = np.linalg.lstsq(A.numpy(), b.numpy(), rcond=None)[0]
+    np.testing.assert_allclose(ls.x.numpy(), x_np, rtol=1e-8)

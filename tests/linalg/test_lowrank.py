@@ -1,0 +1,168 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import eigenlens as el
+from eigenlens.linalg.exceptions import ConvergenceWarning
+from eigenlens.linalg.lowrank import LowRank, nystrom, randomized_eigsh, randomized_svd
+from tests.operator_harness import OperatorChecks
+
+F64 = torch.float64
+
+
+def _matrix(m, n, s, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    U = torch.linalg.qr(torch.randn(m, len(s), generator=g, dtype=F64)).Q
+    V = torch.linalg.qr(torch.randn(n, len(s), generator=g, dtype=F64)).Q
+    return (U * s) @ V.T
+
+
+def _hmt_bound(k, p, q, m, n, sigma_next):
+    """HMT Cor. 10.10: E‖A − QQᵀA‖ ≤ [1 + 4√(k+p)/(p−1)·√min(m,n)]^{1/(2q+1)} σ_{k+1} (here with a 3x Markov margin)."""
+    return 3 * (1 + 4 * math.sqrt(k + p) / (p - 1) * math.sqrt(min(m, n))) ** (1 / (2 * q + 1)) * sigma_next
+
+
+@pytest.mark.parametrize("decay", ["fast", "slow"])
+@pytest.mark.parametrize("q", [0, 1, 2])
+def test_randomized_svd_within_hmt_bound(decay, q):
+    m, n, k, p = 600, 200, 10, 10
+    j = torch.arange(n, dtype=F64)
+    s = 0.7**j if decay == "fast" else 1.0 / (1.0 + j)
+    A = _matrix(m, n, s, seed=1)
+    res = randomized_svd(A, k, oversample=p, power_iters=q)
+    err = float(torch.linalg.matrix_norm(A - (res.u * res.s) @ res.v.T, ord=2))
+    assert float(s[k]) * (1 - 1e-9) <= err <= _hmt_bound(k, p, q, m, n, float(s[k]))
+    # with power iterations the error is near optimal and the leading singular values are accurate
+    if q == 2:
+        assert err <= 1.1 * float(s[k])
+        torch.testing.assert_close(res.s[:3], s[:3], rtol=1e-6, atol=0)
+    # the a-posteriori estimate is an upper bound (w.p. 1 − 1e-10) and the Frobenius error is exact
+    assert res.error_estimate >= err
+    fro = float(torch.linalg.matrix_norm(A - (res.u * res.s) @ res.v.T))
+    assert res.frobenius_error == pytest.approx(fro, rel=1e-6)
+    # orthonormal factors
+    torch.testing.assert_close(res.u.T @ res.u, torch.eye(k, dtype=F64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(res.v.T @ res.v, torch.eye(k, dtype=F64), atol=1e-12, rtol=0)
+    assert res.num_matvecs == (k + p) * (2 + 2 * q) + 20
+
+
+def test_exact_low_rank_recovered_to_machine_precision():
+    s = torch.tensor([5.0, 3.0, 2.0, 1.0, 0.5], dtype=F64)
+    A = _matrix(300, 120, s, seed=2)
+    res = randomized_svd(A, 5, power_iters=0)
+    torch.testing.assert_close(res.s, s, rtol=1e-12, atol=0)
+    torch.testing.assert_close((res.u * res.s) @ res.v.T, A, atol=1e-12, rtol=0)
+
+
+def test_tol_mode_grows_rank_until_estimate_met():
+    j = torch.arange(150, dtype=F64)
+    A = _matrix(400, 150, 0.8**j, seed=3)
+    res = randomized_svd(A, 4, tol=1e-4)
+    assert res.converged and res.error_estimate <= 1e-4 * float(res.s[0])
+    assert res.rank in (8, 16, 32, 64)  # doubled from 4
+    err = float(torch.linalg.matrix_norm(A - (res.u * res.s) @ res.v.T, ord=2))
+    assert err <= 1e-4 * float(res.s[0])
+    with pytest.warns(ConvergenceWarning, match="raise max_rank"):
+        bad = randomized_svd(A, 2, tol=1e-12, max_rank=8)
+    assert not bad.converged and bad.rank == 8
+
+
+def test_operator_numpy_and_sparse_inputs_agree():
+    j = torch.arange(80, dtype=F64)
+    A = _matrix(200, 80, 0.5**j, seed=4)
+    ref = randomized_svd(A, 6)
+    for other in (A.numpy(), el.aslinearoperator(A)):
+        res = randomized_svd(other, 6)
+        torch.testing.assert_close(res.s, ref.s, rtol=1e-10, atol=0)
+    import scipy.sparse as sp
+
+    res = randomized_svd(sp.csr_matrix(A.numpy()), 6)
+    torch.testing.assert_close(res.s, ref.s, rtol=1e-10, atol=0)
+
+
+def test_deterministic_and_rng_untouched():
+    A = _matrix(100, 50, 1.0 / (1 + torch.arange(50, dtype=F64)), seed=5)
+    state = torch.get_rng_state()
+    a = randomized_svd(A, 5)
+    b = randomized_svd(A, 5)
+    assert torch.equal(a.u, b.u) and torch.equal(a.s, b.s)
+    assert torch.equal(state, torch.get_rng_state())
+    c = randomized_svd(A, 5, generator=torch.Generator().manual_seed(9))
+    assert not torch.equal(a.u, c.u)
+
+
+def test_nystrom_psd_exact_and_near_optimal():
+    g = torch.Generator().manual_seed(6)
+    Q = torch.linalg.qr(torch.randn(200, 200, generator=g, dtype=F64)).Q
+    lam = 0.6 ** torch.arange(200, dtype=F64)
+    A = (Q * lam) @ Q.T
+    A = (A + A.T) / 2
+    op = el.aslinearoperator(A, psd=True)
+    lr = nystrom(op, 10, oversample=10)
+    assert isinstance(lr, LowRank) and lr.is_psd and lr.rank == 10
+    # Nyström eigenvalues are lower bounds, accurate to about the tail eigenvalue
+    gap = lam[:5] - lr.values[:5]
+    assert float(gap.min()) >= -1e-12 and float(gap.max()) <= float(lam[10])
+    err = float(torch.linalg.matrix_norm(A - lr.to_dense(), ord=2))
+    assert lam[10] * (1 - 1e-9) <= err <= 2 * lam[10]
+    assert bool((lr.values >= 0).all())
+    # exactly low-rank PSD: recovered to round-off (the shift keeps it stable)
+    G = torch.randn(100, 4, generator=g, dtype=F64)
+    lr4 = nystrom(el.aslinearoperator(G @ G.T, psd=True), 4)
+    torch.testing.assert_close(lr4.to_dense(), G @ G.T, atol=1e-10, rtol=0)
+
+
+class TestLowRankOperator(OperatorChecks):
+    def make(self):
+        g = torch.Generator().manual_seed(1)
+        U = torch.linalg.qr(torch.randn(30, 4, generator=g, dtype=F64)).Q
+        V = torch.linalg.qr(torch.randn(20, 4, generator=g, dtype=F64)).Q
+        s = torch.tensor([4.0, 3.0, 2.0, 1.0], dtype=F64)
+        return LowRank(U, s, V), (U * s) @ V.T
+
+
+def test_randomized_eigsh_indefinite():
+    g = torch.Generator().manual_seed(7)
+    Q = torch.linalg.qr(torch.randn(150, 150, generator=g, dtype=F64)).Q
+    lam = torch.cat([torch.tensor([10.0, -8.0, 6.0, -5.0], dtype=F64), 0.01 * torch.randn(146, generator=g, dtype=F64)])
+    A = (Q * lam) @ Q.T
+    A = (A + A.T) / 2
+    res = randomized_eigsh(el.aslinearoperator(A, symmetric=True), 4, which="LM")
+    torch.testing.assert_close(res.eigenvalues, lam[:4], rtol=1e-8, atol=0)
+    assert float(res.residual_norms.max()) < 1e-6
+    la = randomized_eigsh(el.aslinearoperator(A), 2, which="LA")
+    torch.testing.assert_close(la.eigenvalues, torch.tensor([10.0, 6.0], dtype=F64), rtol=1e-8, atol=0)
+    sa = randomized_eigsh(el.aslinearoperator(A), 2, which="SA")
+    torch.testing.assert_close(sa.eigenvalues, torch.tensor([-8.0, -5.0], dtype=F64), rtol=1e-8, atol=0)
+    # eigenvectors match the true ones up to sign
+    overlap = (res.eigenvectors.T @ Q[:, :4]).abs().diagonal()
+    assert float(overlap.min()) > 1 - 1e-8
+
+
+def test_bad_inputs():
+    A = torch.randn(20, 10, dtype=F64)
+    with pytest.raises(ValueError, match="rank must be a positive int"):
+        randomized_svd(A, 0)
+    with pytest.raises(ValueError, match="exceeds min"):
+        randomized_svd(A, 11)
+    with pytest.raises(ValueError, match="oversample must be"):
+        randomized_svd(A, 2, oversample=-1)
+    with pytest.raises(ValueError, match="power_iters must be"):
+        randomized_svd(A, 2, power_iters=1.5)
+    with pytest.raises(ValueError, match="tol must be in"):
+        randomized_svd(A, 2, tol=2.0)
+    bad = A.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        randomized_svd(bad, 2)
+    with pytest.raises(ValueError, match="not tagged symmetric.*psd=True"):
+        nystrom(el.aslinearoperator(A), 2)
+    with pytest.raises(ValueError, match="not PSD"):
+        nystrom(el.aslinearoperator(-torch.eye(10, dtype=F64), psd=True), 3)
+    with pytest.raises(ValueError, match="not tagged symmetric"):
+        randomized_eigsh(el.aslinearoperator(A), 2)
+    with pytest.raises(ValueError, match="which must be"):
+        randomized_eigsh(el.aslinearoperator(torch.eye(5, dtype=F64)), 2, which="BE")
+    assert np.isfinite(randomized_svd(A, 2).error_estimate)
