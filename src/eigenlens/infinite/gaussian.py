@@ -229,12 +229,16 @@ def gauss_expect(
 
 def _hermite_table(z: Tensor, K: int) -> Tensor:
     """Orthonormal Hermite functions ``h_k(z) = He_k(z)/sqrt(k!)``, ``k = 0..K``, as columns ``[len(z), K+1]``."""
+    key = ("hermite", len(z), float(z[0]), K, z.dtype)
+    if key in _GH_CACHE:
+        return _GH_CACHE[key]
     H = torch.empty(len(z), K + 1, dtype=z.dtype)
     H[:, 0] = 1
     if K >= 1:
         H[:, 1] = z
     for k in range(1, K):
         H[:, k + 1] = (z * H[:, k] - math.sqrt(k) * H[:, k - 1]) / math.sqrt(k + 1)
+    _GH_CACHE[key] = H
     return H
 
 
