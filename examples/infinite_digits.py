@@ -72,7 +72,8 @@ def main() -> None:
         return float((out.argmax(1) == yte).double().mean())
 
     rms = float(((g - pred.ntk_mean) ** 2).mean().sqrt() / (pred.ntk_mean**2).mean().sqrt())
-    print(f"\n{args.n_train} train / {args.n_test} test digits, width {args.width}, {args.steps} GD steps (t = {t:.3g})")
+    print(f"\n{args.n_train} train / {args.n_test} test digits, width {args.width}, {args.steps} GD steps "
+          f"(t = {t:.3g})")
     print(f"  finite network (trained, centred)   test accuracy {acc(g):.3f}   [{t_train:.1f} s]")
     print(f"  NTK gradient flow at the same time  test accuracy {acc(pred.ntk_mean):.3f}   [{t_kernel:.1f} s, kernels]")
     print(f"  NTK gradient flow at t = ∞          test accuracy {acc(pred.ntk_mean_inf):.3f}")

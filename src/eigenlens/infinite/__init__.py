@@ -20,4 +20,4 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted([*_EXPORTS, "predict"])
 
 # ``predict`` is both a module and a function: import it eagerly so the function wins.
-from eigenlens.infinite.predict import predict  # noqa: E402
+from eigenlens.infinite.predict import predict  # noqa: E402, F401

@@ -356,11 +356,13 @@ class Quadrature:
     def _mehler(
         self, key: str, fl: Callable, fr: Callable, q1: Tensor, q2: Tensor, c: Tensor, need_dot: bool
     ) -> tuple[Tensor, list[list[Tensor]] | None]:
-        """Mehler's expansion ``E[φ(u)ψ(v)] = Σ_k ρ^k a_k b_k`` (normalised Hermite coefficients of
-        ``φ(sqrt(q1)·)`` and ``ψ(sqrt(q2)·)``, computed once per input) for pairs with ``|ρ| ≤ ρ_cut``; the tail
+        """Mehler's expansion ``E[φ(u)ψ(v)] = Σ_k ρ^k a_k b_k`` for pairs with ``|ρ| ≤ ρ_cut``.
+
+        ``a_k, b_k``: normalised Hermite coefficients of ``φ(sqrt(q1)·)`` and ``ψ(sqrt(q2)·)``, once per input; the tail
         is bounded by Cauchy–Schwarz and Parseval, ``|Σ_{k>K}| ≤ ρ_cut^{K+1} sqrt(R_a R_b)``. Pairs with
         ``|ρ| > ρ_cut`` (the same or nearly the same input) use 2-D quadrature. Cost ``O(N·n + N²·K)`` instead of
-        ``O(N²·n²)``."""
+        ``O(N²·n²)``.
+        """
         shape = torch.broadcast_shapes(q1.shape, q2.shape, c.shape)
         Kmax = 128
         a, Sa, ad, Sad = _hermite_coeffs(fl, q1, Kmax + 1, need_dot)
@@ -430,8 +432,9 @@ class Quadrature:
             err, rule = fallback if fallback is not None else (math.inf, ("gh", DEGREES[-1]))
             warnings.warn(
                 f"quadrature for {key}: estimated relative error {err:.2e} > quad_tol={self.tol:.0e} with the finest "
-                f"rule; the nonlinearity is probably not smooth. Expected: a smooth function or one with a closed "
-                f"form (ReLU family, erf); fix: accept the reported error (Kernels.quadrature_error) or raise quad_tol.",
+                f"rule; the nonlinearity is probably not smooth. Expected: a smooth function or one with a "
+                f"closed form (ReLU family, erf); fix: accept the reported error (Kernels.quadrature_error) "
+                f"or raise quad_tol.",
                 NumericalWarning,
                 stacklevel=4,
             )

@@ -138,8 +138,10 @@ def _window_mean(X: Tensor, in_pos: tuple[int, ...], node: MatMul | Spatial, bot
 
 
 def _diag_window_1d(X: Tensor, nd: int, i: int, k: int, s: int, p: int, d: int, o: int) -> Tensor:
-    """``Y[.., a, .., b, ..] = (1/k) Σ_δ X[.., s a + d δ − p, .., s b + d δ − p, ..]`` on spatial axis ``i`` of both
-    sides (axes ``-2nd+i`` and ``-nd+i``), out-of-range indices contributing zero."""
+    """Joint window average on spatial axis ``i`` of both sides, out-of-range indices contributing zero.
+
+    ``Y[.., a, .., b, ..] = (1/k) Σ_δ X[.., s a + d δ − p, .., s b + d δ − p, ..]`` (axes ``-2nd+i``, ``-nd+i``).
+    """
     ax1, ax2 = X.dim() - 2 * nd + i, X.dim() - nd + i
     n = X.shape[ax1]
     shape = list(X.shape)

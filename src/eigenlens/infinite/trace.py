@@ -204,7 +204,9 @@ class _Builder:
         if v.kind != "cf" or len(v.positions) != nd:
             raise _unsupported(f"{type(mod).__name__} {name!r} on a tensor of layout {v.kind} {v.shape()}")
         if mod.groups != 1 or mod.padding_mode != "zeros":
-            raise _unsupported(f"{type(mod).__name__} {name!r} with groups={mod.groups}, padding_mode={mod.padding_mode}")
+            raise _unsupported(
+                f"{type(mod).__name__} {name!r} with groups={mod.groups}, padding_mode={mod.padding_mode}"
+            )
         k, s, d = _tuple(mod.kernel_size, nd), _tuple(mod.stride, nd), _tuple(mod.dilation, nd)
         if isinstance(mod.padding, str):
             if mod.padding == "valid":

@@ -114,7 +114,9 @@ def empirical_ntk(model: nn.Module, x1: Tensor, x2: Tensor | None = None) -> Ten
         raise ValueError(f"x2 must have per-example shape {tuple(x1.shape[1:])} like x1, got {tuple(x2.shape[1:])}")
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not trainable:
-        raise ValueError("empirical_ntk: the model has no trainable parameters (requires_grad=True); nothing to differentiate")
+        raise ValueError(
+            "empirical_ntk: the model has no trainable parameters (requires_grad=True); nothing to differentiate"
+        )
     linears = {
         n: m for n, m in model.named_modules()
         if isinstance(m, nn.Linear) and any(p.requires_grad for p in m.parameters(recurse=False))
