@@ -35,7 +35,7 @@ def test_wigner_semicircle(complex_):
     assert abs(ev.max().item() - 2.0) < 0.05
 
 
-@pytest.mark.parametrize("n,p", [(2000, 500), (500, 1000)])
+@pytest.mark.parametrize("n,p", [(2000, 500), (300, 600)])
 def test_wishart_marchenko_pastur(n, p):
     W = rmt.wishart(n, p, variance=0.5, generator=G(1))
     assert W.shape == (p, p) and torch.equal(W, W.T)
@@ -47,9 +47,10 @@ def test_wishart_marchenko_pastur(n, p):
 
 
 def test_ginibre_singular_values_quarter_circle():
-    sv = torch.linalg.svdvals(rmt.ginibre(N, generator=G(2)))
-    assert ks_distance(sv, rmt.quarter_circle()) < 5 / N
-    assert ks_distance(sv, rmt.quarter_circle(1.05)) > 5 / N
+    n = 600
+    sv = torch.linalg.svdvals(rmt.ginibre(n, generator=G(2)))
+    assert ks_distance(sv, rmt.quarter_circle()) < 5 / n
+    assert ks_distance(sv, rmt.quarter_circle(1.05)) > 5 / n
 
 
 @pytest.mark.parametrize(
@@ -57,7 +58,7 @@ def test_ginibre_singular_values_quarter_circle():
                    pytest.param(True, 1000, marks=pytest.mark.slow)])
 def test_ginibre_circular_law(complex_, n):
     X = rmt.ginibre(n, complex=complex_, generator=G(3))
-    ev = torch.linalg.eigvals(X)
+    ev = np.linalg.eigvals(X.numpy())
     bound = 1 / math.sqrt(n)
     assert ks_distance(ev, rmt.circular()) < bound
     assert ks_distance(ev, rmt.circular(1.05)) > bound
@@ -72,16 +73,17 @@ def test_band_matrix_circular_law_bandwidth_n_to_0_9(profile, n):
     torch.testing.assert_close(S.sum(0), torch.ones(n, dtype=torch.float64), rtol=0, atol=1e-12)
     torch.testing.assert_close(S.sum(1), torch.ones(n, dtype=torch.float64), rtol=0, atol=1e-12)
     nnz = (S > 0).sum(1)
-    assert (nnz <= round(width) + 1).all() and (nnz >= round(width) - 1).all()
+    low = round(width) - 1 if profile == "periodic" else width / 2  # blocks: ceil(n/W) near-equal blocks
+    assert (nnz <= round(width) + 1).all() and (nnz >= low).all()
     X = rmt.band(n, width, profile=profile, generator=G(4))
     assert torch.equal(X == 0, S == 0)  # the band structure
-    ev = torch.linalg.eigvals(X)
-    radii = ev.abs()
+    ev = np.linalg.eigvals(X.numpy())
+    radii = np.abs(ev)
     bound = 1 / math.sqrt(n)
     # radial CDF r² (circular law)
     assert ks_distance(ev, rmt.circular()) < bound
     assert ks_distance(ev, rmt.circular(1.05)) > bound
-    assert radii.max().item() < 1.1
+    assert radii.max() < 1.1
 
 
 def test_band_periodic_pattern_and_full_width():
@@ -119,7 +121,7 @@ def test_elliptic_ensemble():
     off = ~torch.eye(n, dtype=torch.bool)
     assert (X * X.T)[off].mean().item() * n == pytest.approx(tau, abs=0.01)
     assert (X * X)[off].mean().item() * n == pytest.approx(1.0, abs=0.01)
-    ev = torch.linalg.eigvals(X)
+    ev = np.linalg.eigvals(X.numpy())
     assert ks_distance(ev, rmt.elliptic(tau)) < 1 / math.sqrt(n)
     assert ks_distance(ev, rmt.elliptic(0.35)) > 1 / math.sqrt(n)
 
@@ -130,7 +132,7 @@ def test_haar_orthogonal_and_unitary():
     U = rmt.haar_unitary(200, generator=G(9))
     torch.testing.assert_close(U.mH @ U, torch.eye(200, dtype=torch.complex128), atol=1e-11, rtol=0)
     # Haar unitary eigenphases are uniform (and rigid: KS O(log n / n))
-    phases = (torch.linalg.eigvals(U).angle().numpy() / (2 * np.pi)) % 1.0
+    phases = (np.angle(np.linalg.eigvals(U.numpy())) / (2 * np.pi)) % 1.0
     assert ks_distance(phases, stats.uniform()) < 5 / 200
     # Haar invariance needs the sign/phase fix of the QR: E Q_00 = 0 and E Q_00² = 1/n over many draws
     g = G(10)
