@@ -45,7 +45,13 @@ def test_randomized_svd_within_hmt_bound(decay, q):
     # orthonormal factors
     torch.testing.assert_close(res.u.T @ res.u, torch.eye(k, dtype=F64), atol=1e-12, rtol=0)
     torch.testing.assert_close(res.v.T @ res.v, torch.eye(k, dtype=F64), atol=1e-12, rtol=0)
-    assert res.num_matvecs == (k + p) * (2 + 2 * q) + 20
+    assert res.num_matvecs == (k + p) * (2 + 2 * q) + 20 + k
+    from eigenlens.linalg.svds import SvdsResult
+
+    assert isinstance(res, SvdsResult) and res.s.dtype == torch.float64
+    # residual norms ‖Aᵀu_i − s_i v_i‖ are the exact ones
+    exact = torch.linalg.vector_norm(A.T @ res.u - res.v * res.s, dim=0)
+    torch.testing.assert_close(res.residual_norms, exact, rtol=1e-8, atol=1e-12)
 
 
 def test_exact_low_rank_recovered_to_machine_precision():

@@ -14,6 +14,7 @@ results for the explicit-matrix backends, see :mod:`eigenlens.linalg.distributed
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -22,29 +23,30 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from eigenlens._result import Result
 from eigenlens.linalg.distributed import RowBlocks, row_blocks
 from eigenlens.linalg.exceptions import ConvergenceWarning
 from eigenlens.linalg.operator import LinearOperator, aslinearoperator
 from eigenlens.linalg.random import gaussian, resolve_generator
 from eigenlens.linalg.sketch import DEFAULT_BLOCK_SIZE
+from eigenlens.linalg.svds import SvdsResult
 
-__all__ = ["SvdsResult", "LowRank", "randomized_svd", "nystrom", "randomized_eigsh"]
+__all__ = ["RandomizedSvdResult", "SvdsResult", "LowRank", "randomized_svd", "nystrom", "randomized_eigsh"]
 
 #: Test vectors of the a-posteriori estimate: the bound holds with probability ``1 − 10^{-NUM_PROBES}``.
 NUM_PROBES = 10
 
 
-@dataclass
-class SvdsResult(Result):
-    """A truncated SVD ``A ≈ u diag(s) vᴴ`` (compatible with :class:`eigenlens.linalg.svds.SvdsResult`).
+@dataclass(frozen=True)
+class RandomizedSvdResult(SvdsResult):
+    """A truncated SVD ``A ≈ u diag(s) vᴴ``: an :class:`eigenlens.linalg.svds.SvdsResult` with error estimates.
 
     Attributes:
-        u: ``[m, k]`` left singular vectors (on torch.distributed: this rank's rows; Dask: computed).
-        s: ``[k]`` singular values, descending.
+        u: ``[m, k]`` left singular vectors (on torch.distributed: this rank's rows).
+        s: ``[k]`` singular values, descending, float64.
         v: ``[n, k]`` right singular vectors.
         num_matvecs: products with ``A`` or ``Aᴴ`` (vectors, counting each column of a block product).
         converged: ``tol`` met (always True without ``tol``).
+        residual_norms: ``[k]`` float64, ``‖Aᴴ u_i − s_i v_i‖``.
         error_estimate: HMT a-posteriori estimate ``10·√(2/π)·max_i ‖(A − u s vᴴ) ω_i‖`` over
             :data:`NUM_PROBES` Gaussian probes: an upper bound on the spectral error ``‖A − u s vᴴ‖₂`` with
             probability ``≥ 1 − 10^{-10}``.
@@ -52,11 +54,6 @@ class SvdsResult(Result):
         rank: ``k``.
     """
 
-    u: Tensor
-    s: Tensor
-    v: Tensor
-    num_matvecs: int
-    converged: bool = True
     error_estimate: float = float("nan")
     frobenius_error: float = float("nan")
     rank: int = 0
@@ -103,7 +100,9 @@ def _check_rank(rank: Any, limit: int, what: str) -> int:
     return rank
 
 
-def _rsvd_once(bk: RowBlocks, k: int, oversample: int, power_iters: int, g: torch.Generator) -> SvdsResult:
+def _rsvd_once(
+    bk: RowBlocks, k: int, oversample: int, power_iters: int, g: torch.Generator
+) -> RandomizedSvdResult:
     n, d = bk.shape
     ell = min(k + oversample, n, d)
     Omega = gaussian(d, ell, generator=g, dtype=bk.dtype, device=bk.device)
@@ -122,9 +121,10 @@ def _rsvd_once(bk: RowBlocks, k: int, oversample: int, power_iters: int, g: torc
     E = bk.axpby(1.0, Y, -1.0, bk.rmul(u, bk.inner(u, Y)))
     est = 10 * math.sqrt(2 / math.pi) * float(torch.sqrt(bk.sqnorms(E).max()))
     fro2 = bk.fro_norm() ** 2 - float((s.to(torch.float64) ** 2).sum())
-    mv = ell * (2 + 2 * power_iters) + 2 * NUM_PROBES
-    return SvdsResult(u=u, s=s, v=v, num_matvecs=mv, error_estimate=est,
-                      frobenius_error=math.sqrt(max(fro2, 0.0)), rank=k)
+    res = torch.linalg.vector_norm(bk.rmatmat(u) - v * s, dim=0).to(torch.float64)
+    mv = ell * (2 + 2 * power_iters) + 2 * NUM_PROBES + k
+    return RandomizedSvdResult(u=u, s=s.to(torch.float64), v=v, num_matvecs=mv, converged=True, residual_norms=res,
+                               error_estimate=est, frobenius_error=math.sqrt(max(fro2, 0.0)), rank=k)
 
 
 def randomized_svd(
@@ -137,7 +137,7 @@ def randomized_svd(
     max_rank: int | None = None,
     generator: torch.Generator | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
-) -> SvdsResult:
+) -> RandomizedSvdResult:
     """Randomized truncated SVD ``A ≈ u diag(s) vᴴ`` (Halko–Martinsson–Tropp, arXiv 0909.4061).
 
     ``Q = orth(A Ω)`` for a Gaussian ``Ω`` (``d × (rank + oversample)``), ``power_iters`` rounds of
@@ -157,7 +157,8 @@ def randomized_svd(
         block_size: rows per block for explicit matrices (distributed results match for equal block sizes).
 
     Returns:
-        :class:`SvdsResult` with ``error_estimate`` (HMT a-posteriori spectral bound) and ``frobenius_error``.
+        :class:`RandomizedSvdResult` (an :class:`eigenlens.linalg.svds.SvdsResult`) with ``error_estimate``
+        (HMT a-posteriori spectral bound) and ``frobenius_error``.
 
     Raises:
         ValueError: bad ``rank``/``oversample``/``power_iters``/``tol``, or NaN/Inf in ``A``.
@@ -198,8 +199,7 @@ def randomized_svd(
         if ok or k >= cap:
             break
         k = min(2 * k, cap)
-    res.num_matvecs = total
-    res.converged = bool(ok)
+    res = dataclasses.replace(res, num_matvecs=total, converged=bool(ok))
     if not ok:
         warnings.warn(
             f"randomized_svd: the error estimate {res.error_estimate:.2e} exceeds tol·s[0] = "
@@ -330,6 +330,6 @@ def randomized_eigsh(
     try:
         from eigenlens.linalg.eigsh import EigshResult
     except ImportError:  # pragma: no cover - the Krylov module is optional here
-        return SvdsResult(u=X, s=vals, v=X, num_matvecs=mv, rank=rank)
+        return SvdsResult(u=X, s=vals, v=X, num_matvecs=mv, converged=True)
     return EigshResult(eigenvalues=vals, eigenvectors=X, residual_norms=res, num_matvecs=mv, converged=True,
                        norm_estimate=float(vals.abs().max()), method="randomized")
