@@ -495,6 +495,10 @@ class _FreeProduct:
 
     def _newton(self, psi: np.ndarray, gk: list[np.ndarray], logz: np.ndarray, iters: int) -> np.ndarray:
         """Damped Newton steps on the arrow-shaped system; updates ``psi``/``gk`` in place, returns the residual."""
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            return self._newton_steps(psi, gk, logz, iters)
+
+    def _newton_steps(self, psi: np.ndarray, gk: list[np.ndarray], logz: np.ndarray, iters: int) -> np.ndarray:
         active = np.arange(psi.size)
         for _ in range(iters):
             p, lz = psi[active], logz[active]
