@@ -7,11 +7,12 @@ and the NTK recursion needs ``E[∂_i φ(u) ∂_j ψ(v)]`` (gradient independenc
 
 - Closed forms: the piecewise-linear family ``φ_{a,b}(x) = a·x⁻ + b·x⁺`` (ReLU, LeakyReLU, identity;
   the arc-cosine kernel of Cho & Saul 2009), and ``erf`` (Williams 1997).
-- Anything else: tensor-product Gauss–Hermite quadrature after the change of variables
-  ``(u, v) = L z`` with ``L`` the (pivot-safe) Cholesky factor of the joint covariance and ``z`` standard
-  normal, so each integrand is smooth in ``z`` and singular covariances (``x = x'``) are exact. The
-  degree is chosen per expectation by comparing two degrees on a probe subset until they agree to
-  ``tol``; that difference is reported as the error estimate. Derivatives come from autograd.
+- Anything else, one G-var per side: Mehler's expansion ``E[φ(u)ψ(v)] = Σ_k ρ^k a_k b_k`` in normalised
+  Hermite coefficients computed once per input (cost ``O(N·n + N²·K)``), with the rigorous tail bound
+  ``ρ^{K+1} sqrt(R_a R_b)`` (Parseval remainders) choosing ``K``; pairs with ``|ρ|`` close to 1 and every
+  multi-input Nonlin use tensor-product quadrature after the change of variables ``(u, v) = L z`` (``L`` the
+  pivot-safe Cholesky factor, so ``x = x'`` is exact), with Gauss–Hermite or trapezoid rules whose error is
+  estimated by comparing two rules on a probe subset. Derivatives come from autograd.
 
 All tensors broadcast against each other; the result has the broadcast shape.
 """

@@ -31,9 +31,9 @@ class Kernels(Result):
             output keeps spatial positions ``S``), or ``None`` if not requested.
         ntk: the NTK, same shape, or ``None``.
         quadrature_error: largest estimated relative error of any numerically integrated Gaussian
-            expectation (difference between two Gauss–Hermite degrees); ``0.0`` when every nonlinearity
-            had a closed form.
-        quadrature_degrees: expectation -> Gauss–Hermite points per dimension used.
+            expectation (Mehler tail bound, or the difference between two quadrature rules); ``0.0`` when every
+            nonlinearity had a closed form.
+        quadrature_degrees: expectation -> rule used ("mehler K=..", "gauss-hermite n", "trapezoid h=..").
         complete: ``False`` if the computation was interrupted (missing blocks are NaN).
         parameterization: ``"ntk"`` or ``"standard"``.
     """
@@ -41,7 +41,7 @@ class Kernels(Result):
     nngp: Tensor | None
     ntk: Tensor | None
     quadrature_error: float = 0.0
-    quadrature_degrees: dict[str, int] = field(default_factory=dict)
+    quadrature_degrees: dict[str, str] = field(default_factory=dict)
     complete: bool = True
     parameterization: str = "ntk"
     _program: TensorProgram | None = field(default=None, repr=False)
