@@ -21,7 +21,9 @@ Estimators (``A`` square, ``n × n``; nothing else is assumed, in particular no 
   ``tᵢ = tr(Pᵢ A) + (n − s + 1) ûᵢᴴ A ûᵢ`` with ``ûᵢ = (I − Pᵢ)ωᵢ / ‖(I − Pᵢ)ωᵢ‖`` (their "improved"
   normalisation). ``Pᵢ = Q (I − ŝᵢŝᵢᴴ) Qᴴ`` with ``ŝᵢ`` the normalised ``i``-th column of ``R⁻ᴴ``, so all
   ``tᵢ`` come from ``Y``, ``Z`` and small ``s × s`` algebra: no extra products. The estimate is the mean
-  of the ``tᵢ``, its standard error their standard deviation over ``√s``. Exact when ``rank(A) < s``.
+  of the ``tᵢ``, its standard error their standard deviation over ``√s`` (the paper's estimate; the ``tᵢ``
+  share their probes, so at small budgets, ``m`` below ~30, it runs optimistic by up to ~2x: measured RMS
+  z-score 2.3 at ``m = 12``, 1.2 at ``m = 60`` on the spectrum ``1/i``). Exact when ``rank(A) < s``.
 
 Diagonal estimators (Bekas, Kokiopoulou, Saad 2007; Baston & Nakatsukasa, arXiv 2201.10684):
 
