@@ -13,7 +13,8 @@ run each, median of REPEATS interleaved runs:
                        (what a matvec-at-a-time implementation pays);
   * curvlinops:        curvlinops.hutchpp_trace on the dense tensor / its HessianLinearOperator
                        (only when curvlinops is importable: run it from a venv that has it, e.g.
-                       .venv-bench-<name>/bin/python benchmarks/bench_trace.py).
+                       .venv-bench-<name>/bin/python benchmarks/bench_trace.py); for the HVP also
+                       eigenlens' Hutch++ on curvlinops' Hessian product (same HVP code, our algorithm).
 
 Usage:  python benchmarks/bench_trace.py [--m 90] [--repeats 3] [--threads N]
 """
@@ -134,6 +135,9 @@ def main():
     if HAVE_CURVLINOPS:
         H = HessianLinearOperator(model, loss_fn, list(model.parameters()), [data], check_deterministic=False)
         cases["curvlinops"] = lambda: float(hutchpp_trace(H, m))
+        # the same eigenlens algorithm on curvlinops' Hessian product: separates algorithm from HVP implementation
+        op_cl = el.linear_operator(lambda X: H @ X, (P, P), dtype=torch.float32, symmetric=True)
+        cases["eigenlens-batched on curvlinops' H"] = lambda: el.trace(op_cl, m).value
     rows += run_cases(f"MLP Hessian P={P} f32 (digits, N=1797)", cases, args.repeats, m, None)
 
     print(f"# load average at end {os.getloadavg()}")
@@ -171,7 +175,7 @@ def run_cases(op_name, cases, repeats, m, exact):
         t, c = statistics.median(times[name]), statistics.median(cpus[name])
         err = abs(ests[name] - exact) / abs(exact) if exact is not None else None
         out.append((op_name, name, (t, c), ests[name], err))
-        print(f"{op_name:40s} {name:18s} {1e3 * t / m:8.2f} ms/matvec wall {1e3 * c / m:8.2f} cpu  est {ests[name]:.6g}"
+        print(f"{op_name:40s} {name:34s} {1e3 * t / m:8.2f} ms/matvec wall {1e3 * c / m:8.2f} cpu  est {ests[name]:.6g}"
               + (f"  rel.err {err:.1e}" if err is not None else ""))
     return out
 
