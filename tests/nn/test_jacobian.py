@@ -239,6 +239,9 @@ def test_spectrum_vs_dense_svd():
     model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 5)).double()
     x = torch.randn(5, 6, generator=torch.Generator().manual_seed(2), dtype=D64)
     res = jacobian_spectrum(model, x, k=3, num_probes=4, num_matvecs=20, tol=1e-10)
+    kry = jacobian_spectrum(model, x, k=3, num_probes=4, num_matvecs=20, tol=1e-10, dense_limit=0)  # Krylov path
+    torch.testing.assert_close(kry.singular_values, res.singular_values, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(kry.smallest_singular_values, res.smallest_singular_values, rtol=1e-7, atol=1e-9)
     sv_all = []
     for i in range(5):
         s = torch.linalg.svdvals(torch.func.jacrev(model)(x[i]).detach())

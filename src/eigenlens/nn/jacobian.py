@@ -372,6 +372,7 @@ def jacobian_spectrum(
     dtype: torch.dtype | None = None,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    dense_limit: int = 256,
 ) -> JacobianSpectrum:
     """Singular values of the input–output Jacobian: per example, pooled, density, conditioning, isometry.
 
@@ -393,6 +394,10 @@ def jacobian_spectrum(
         dtype: evaluation dtype (e.g. ``torch.float64``).
         generator: randomness of the Krylov starts and the SLQ probes (``None``: seeded 0).
         progress: a tqdm bar over the examples; Ctrl-C keeps the examples done so far (``interrupted=True``).
+        dense_limit: an example with ``min(O, D) <= dense_limit`` is materialised with ``min(O, D)`` products
+            (the smaller side, ``O × D`` numbers, never ``D × D``) and its singular values computed exactly,
+            which is cheaper and more robust than Krylov for clustered small singular values; larger ones
+            use ``svds`` and ``eigsh`` (Krylov, matrix-free). Pass ``0`` to force Krylov.
 
     Returns:
         :class:`JacobianSpectrum`.
@@ -429,8 +434,13 @@ def jacobian_spectrum(
     try:
         for i in bar:
             Ji = J.example(i)
-            top = _top_singular_values(Ji, k, tol, g)
-            smax, smn = _extreme_singular_values(Ji, tol, g)
+            if min(Ji.shape) <= dense_limit:  # exact and cheaper than Krylov: min(O, D) products
+                M = Ji.T.to_dense() if Ji.shape[0] <= Ji.shape[1] else Ji.to_dense()
+                s_all = torch.linalg.svdvals(M.to(torch.float64))
+                top, smax, smn = s_all[:k], float(s_all[0]), float(s_all[-1])
+            else:
+                top = _top_singular_values(Ji, k, tol, g)
+                smax, smn = _extreme_singular_values(Ji, tol, g)
             row = torch.full((k,), float("nan"), dtype=torch.float64)
             row[: top.numel()] = top
             sv_rows.append(row)
