@@ -202,6 +202,8 @@ def test_argument_errors():
         el.infinite.kernels(net, X, block_size=0)
     with pytest.raises(ValueError, match="weight_std for '0' must be a finite float"):
         el.infinite.kernels(net, X, weight_std={"0": -1.0})
+    with pytest.raises(ValueError, match="names modules \\['9'\\] that are not Linear/Conv"):
+        el.infinite.kernels(net, X, bias_std={"9": 1.0})
     with pytest.raises(ValueError, match="quad_degree must be"):
         el.infinite.kernels(mlp(nn.Tanh()), X, quad_degree=0)
     with pytest.raises(ValueError, match="quad_tol must be"):
@@ -215,3 +217,29 @@ def test_non_smooth_function_warns_and_reports_error():
     assert k.quadrature_error > 1e-12
     d = k.to_dict()
     assert set(d) >= {"nngp", "ntk", "quadrature_error", "complete"}
+
+
+def test_interrupt_keeps_finished_blocks(monkeypatch):
+    """Ctrl-C during the pair blocks returns what was computed (NaN elsewhere) with a warning."""
+    import eigenlens.infinite.limit as limit
+
+    calls = {"n": 0}
+    real = limit.Engine
+
+    class Interrupting(real):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if self.pair:
+                calls["n"] += 1
+                if calls["n"] == 3:
+                    raise KeyboardInterrupt
+
+    x = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    full = el.infinite.kernels(mlp(), x, weight_std=1.0, bias_std=0.1, block_size=2)
+    monkeypatch.setattr(limit, "Engine", Interrupting)
+    with pytest.warns(el.NumericalWarning, match="interrupted"):
+        part = el.infinite.kernels(mlp(), x, weight_std=1.0, bias_std=0.1, block_size=2)
+    assert not part.complete
+    done = ~torch.isnan(part.nngp)
+    assert done.sum() == 12 and done[:2, :4].all() and done[:4, :2].all()  # blocks (0,0), (0,1) + mirror
+    assert torch.allclose(part.nngp[done], full.nngp[done], atol=1e-14)

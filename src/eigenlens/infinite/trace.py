@@ -421,6 +421,14 @@ def program(
             output_val = arg(node.args[0])
     if not isinstance(output_val, _Val):
         raise _unsupported(f"a forward returning {type(output_val).__name__} (expected a single tensor)")
+    for what, spec in (("weight_std", weight_std), ("bias_std", bias_std)):
+        if isinstance(spec, dict):
+            unknown = sorted(set(spec) - b.used_weights)
+            if unknown:
+                raise ValueError(
+                    f"{what} names modules {unknown} that are not Linear/Conv layers of the model; expected keys "
+                    f"among {sorted(b.used_weights)}"
+                )
     names = {w: w for w in b.used_weights}
     return TensorProgram(b.nodes, "x", output_val.node, out_width=output_val.width, module_names=names)
 
