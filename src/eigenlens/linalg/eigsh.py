@@ -45,6 +45,8 @@ from eigenlens.linalg.random import resolve_generator
 __all__ = ["eigsh", "EigshResult"]
 
 _WHICH = ("LA", "SA", "LM", "BE")
+#: fraction of the non-wanted part of a full basis kept at a thick restart (Ritz vectors nearest the wanted end)
+_KEEP_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -368,7 +370,7 @@ def _krylov_schur(
 ) -> EigshResult:
     n, dev = op.shape[0], op.device
     orth = _Orth(n, cdtype, dev, g, _breakdown_rtol(n, op.dtype))
-    V = torch.zeros(n, p + b, dtype=cdtype, device=dev)
+    V = torch.zeros(p + b, n, dtype=cdtype, device=dev).mT  # [n, p + b], column j contiguous in memory
     H = torch.zeros(p + b, p + b, dtype=cdtype, device=dev)  # H[lock:nv, lock:nv] active, H[nv:nv+b] coupling
     Qs, _, _ = orth.orthonormalize(V[:, :0], start / torch.linalg.vector_norm(start, dim=0).clamp_min(1e-300), 1.0)
     V[:, :b] = Qs
@@ -438,11 +440,13 @@ def _krylov_schur(
             keep_lock = [i for i in top if i < nlock]  # previously locked and still wanted
             room = p - b - len(keep_lock) - len(new_lock)
             rest = [i - nlock for i in order.tolist() if i >= nlock and (i - nlock) not in new_lock]
-            nkeep = max(min(room, max(k - len(keep_lock) - len(new_lock), (room + k) // 2)), 1)
+            k_rem = max(k - len(keep_lock) - len(new_lock), 1)
+            nkeep = min(room, k_rem + math.ceil(_KEEP_FRACTION * max(room - k_rem, 0)))
             keep_act = rest[:nkeep]
             Va = V[:, nlock:nv]
-            Ylock = Va @ S[:, new_lock] if new_lock else V[:, :0]
-            Yact = Va @ S[:, keep_act]
+            # (Sᵀ Vᵀ)ᵀ: computed on the row-major storage so that the products and copies stay contiguous
+            Ylock = (S[:, new_lock].mT @ Va.mT).mT if new_lock else V[:, :0]
+            Yact = (S[:, keep_act].mT @ Va.mT).mT
             coupling = H[nv : nv + b, nlock:nv] @ S[:, keep_act]
             pending = V[:, nv : nv + b].clone()
             old_lock = V[:, keep_lock].clone() if keep_lock else V[:, :0]
