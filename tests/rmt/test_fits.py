@@ -246,3 +246,25 @@ def test_linear_statistics_against_closed_forms():
     assert rmt.linear_statistic([1.0, 2.0], np.log).expected is None
     with pytest.raises(ValueError, match="f must be vectorised"):
         rmt.linear_statistic([1.0, 2.0], lambda x: 1.0)
+
+
+def test_power_law_bootstrap_interrupt_keeps_what_was_computed(monkeypatch):
+    import eigenlens.rmt.fits as fits
+    from eigenlens.linalg.exceptions import NumericalWarning
+
+    real_scan = fits._power_law_scan
+    calls = {"n": 0}
+
+    def scan(xs, min_tail, **kw):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_scan(xs, min_tail, **kw)  # the observed fit
+        if calls["n"] <= 3:  # two bootstrap batches of one sample, each with a larger KS than observed
+            return (np.array([2.0]), np.array([1.0]), np.array([np.inf]), np.array([10]))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fits, "_power_law_scan", scan)
+    x = _pareto(3000, 2.5, seed=9)  # large enough that the bootstrap runs one sample per batch
+    with pytest.warns(NumericalWarning, match="interrupted after 2 of 50 samples"):
+        fit = rmt.fit_power_law(x, num_bootstrap=50)
+    assert fit.p_value == 1.0 and fit.num_bootstrap == 2

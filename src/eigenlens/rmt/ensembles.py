@@ -83,8 +83,8 @@ def wigner(n: int, *, complex: bool = False, generator: torch.Generator | None =
         ``[n, n]`` float64 (complex128) symmetric (Hermitian) tensor.
 
     Example:
-        >>> H = wigner(500)
-        >>> bool(torch.allclose(H, H.T)), abs(torch.linalg.eigvalsh(H).max().item() - 2.0) < 0.1
+        >>> H = wigner(200)
+        >>> bool(torch.allclose(H, H.T)), abs(torch.linalg.eigvalsh(H).max().item() - 2.0) < 0.15
         (True, True)
     """
     n = _size(n)
@@ -113,7 +113,7 @@ def ginibre(n: int, *, complex: bool = False, generator: torch.Generator | None 
     """Ginibre matrix X/√n (iid entries, E|x|² = 1); its eigenvalues fill the unit disk uniformly.
 
     Example:
-        >>> ev = torch.linalg.eigvals(ginibre(400))
+        >>> ev = torch.linalg.eigvals(ginibre(200))
         >>> bool((ev.abs() < 1.2).all())
         True
     """
@@ -299,8 +299,8 @@ def spiked_wishart(n: int, p: int, spikes: float | Sequence[float], *, variance:
 
     Example:
         >>> import torch
-        >>> top = torch.linalg.eigvalsh(spiked_wishart(2000, 500, [4.0])).max().item()
-        >>> abs(top - 4.0 * (1 + 0.25 / 3.0)) < 0.3
+        >>> top = torch.linalg.eigvalsh(spiked_wishart(800, 200, [4.0])).max().item()
+        >>> abs(top - 4.0 * (1 + 0.25 / 3.0)) < 0.5
         True
     """
     n, p = _size(n), _size(p, "p")

@@ -21,7 +21,6 @@ import torch
 from torch import Tensor
 
 from eigenlens._result import Result
-from eigenlens.linalg.exceptions import NumericalWarning
 from eigenlens.linalg.random import resolve_generator
 from eigenlens.rmt._validate import as_real_array, check_positive
 from eigenlens.rmt.edges import _alpha, _check_beta, edge_threshold
@@ -218,7 +217,7 @@ def fit_marchenko_pastur(eigenvalues: Any, ratio: float, *, alpha: float = 0.05,
     Example:
         >>> import torch
         >>> from eigenlens.rmt.ensembles import wishart
-        >>> eigs = torch.linalg.eigvalsh(wishart(2000, 500, generator=torch.Generator().manual_seed(0)))
+        >>> eigs = torch.linalg.eigvalsh(wishart(800, 200, generator=torch.Generator().manual_seed(0)))
         >>> fit = fit_marchenko_pastur(eigs, ratio=0.25)
         >>> round(fit.variance, 2), fit.num_outliers, fit.upper_edge > 2.2
         (1.0, 0, True)
@@ -306,7 +305,7 @@ class PowerLawFit(Result):
         p_value: fraction of semi-parametric bootstrap samples whose refitted KS is >= ks (None if no bootstrap);
             p > 0.1 means the power law is plausible (CSN's rule).
         num_tail: number of points >= x_min.
-        num_bootstrap: bootstrap samples used.
+        num_bootstrap: bootstrap samples used (fewer than asked if the bootstrap was interrupted with Ctrl-C).
         alpha_stderr: (α̂ − 1)/√n_tail.
     """
 
@@ -443,15 +442,16 @@ def fit_power_law(eigenvalues: Any, *, xmin: float | None = None, generator: tor
         if not math.isfinite(alpha):
             raise ValueError("all candidate tails have no spread (repeated values); cannot fit a power law.")
     p_value = None
+    done = 0
     if num_bootstrap > 0:
-        p_value = _bootstrap_p_value(x, alpha, xm, ks, m, xmin is not None, int(num_bootstrap), min_tail,
-                                     resolve_generator(generator), progress)
+        p_value, done = _bootstrap_p_value(x, alpha, xm, ks, m, xmin is not None, int(num_bootstrap), min_tail,
+                                           resolve_generator(generator), progress)
     return PowerLawFit(alpha=float(alpha), xmin=float(xm), ks=float(ks), p_value=p_value, num_tail=int(m),
-                       num_bootstrap=int(num_bootstrap), alpha_stderr=float((alpha - 1.0) / math.sqrt(m)))
+                       num_bootstrap=int(done), alpha_stderr=float((alpha - 1.0) / math.sqrt(m)))
 
 
 def _bootstrap_p_value(x: np.ndarray, alpha: float, xmin: float, ks: float, m: int, fixed: bool, num: int,
-                       min_tail: int, gen: torch.Generator, progress: bool) -> float:
+                       min_tail: int, gen: torch.Generator, progress: bool) -> tuple[float, int]:
     n = x.size
     below = x[x < xmin]
     batch = max(1, min(num, (1 << 22) // max(n * n // 2, 1)))
@@ -487,12 +487,14 @@ def _bootstrap_p_value(x: np.ndarray, alpha: float, xmin: float, ks: float, m: i
     except KeyboardInterrupt:
         if done == 0:
             raise
+        from eigenlens.linalg.exceptions import NumericalWarning  # leaf module of warning classes only
+
         warnings.warn(f"power-law bootstrap interrupted after {done} of {num} samples; p-value from those.",
                       NumericalWarning, stacklevel=3)
     finally:
         if bar is not None:
             bar.close()
-    return count / done
+    return count / done, done
 
 
 # ---------------------------------------------------------------------------------------------------
