@@ -243,3 +243,38 @@ def test_interrupt_keeps_finished_blocks(monkeypatch):
     done = ~torch.isnan(part.nngp)
     assert done.sum() == 12 and done[:2, :4].all() and done[:4, :2].all()  # blocks (0,0), (0,1) + mirror
     assert torch.allclose(part.nngp[done], full.nngp[done], atol=1e-14)
+
+
+
+@pytest.mark.parametrize(
+    "act,nngp_fn,dot_fn",
+    [
+        ("square", lambda q1, q2, c: q1 * q2 + 2 * c**2, lambda q1, q2, c: 4 * c),
+        (
+            "sin",
+            lambda q1, q2, c: torch.exp(-(q1 + q2) / 2) * torch.sinh(c),
+            lambda q1, q2, c: torch.exp(-(q1 + q2) / 2) * torch.cosh(c),
+        ),
+    ],
+)
+def test_numerical_path_against_exact_gaussian_integrals(act, nngp_fn, dot_fn):
+    """x² and sin have exact Gaussian expectations: E[u²v²] = q1q2 + 2c², E[sin u sin v] = e^{-(q1+q2)/2} sinh c."""
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.out = nn.Linear(2, 8), nn.Linear(8, 1)
+
+        def forward(self, x):
+            h = self.a(x)
+            return self.out(torch.sin(h) if act == "sin" else h**2)
+
+    x = torch.tensor([[1.0, 0.5], [-0.3, 1.2], [2.0, -1.0], [1.0, 0.5]], dtype=torch.float64)
+    k = el.infinite.kernels(Net(), x, weight_std=1.0, bias_std=0.0)
+    S = x @ x.T / 2
+    q = S.diagonal()
+    q1, q2 = q[:, None].expand_as(S), q[None, :].expand_as(S)
+    nngp = nngp_fn(q1, q2, S)
+    assert torch.allclose(k.nngp, nngp, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(k.ntk, nngp + dot_fn(q1, q2, S) * S, rtol=1e-9, atol=1e-12)
+    assert k.quadrature_error <= 1e-9
