@@ -44,6 +44,11 @@ def cases():
         stax.Conv(16, (3, 3), padding="SAME", W_std=W, b_std=B), stax.Relu(),
         stax.GlobalAvgPool(), stax.Dense(1, W_std=W, b_std=B),
     ), (5, 8, 8, 3), (3, 8, 8, 3)
+    yield "cnn_gap_standard", stax.serial(
+        stax.Conv(16, (3, 3), padding="SAME", W_std=W, b_std=B, parameterization="standard"), stax.Relu(),
+        stax.Conv(16, (3, 3), padding="SAME", W_std=W, b_std=B, parameterization="standard"), stax.Relu(),
+        stax.GlobalAvgPool(), stax.Dense(1, W_std=W, b_std=B, parameterization="standard"),
+    ), (5, 8, 8, 3), (3, 8, 8, 3)
     yield "cnn_pool_flatten", stax.serial(
         stax.Conv(16, (3, 3), padding="VALID", W_std=W, b_std=B), stax.Relu(),
         stax.AvgPool((2, 2), strides=(2, 2)), stax.Flatten(), stax.Dense(1, W_std=W, b_std=B),

@@ -71,6 +71,7 @@ CASES = {
     "mlp_relu_standard": (lambda: mlp(nn.ReLU()), {"parameterization": "standard"}),
     "cnn_gap": (cnn_gap, {}),
     "cnn_gap_mean": (CNNMean, {}),
+    "cnn_gap_standard": (cnn_gap, {"parameterization": "standard"}),
     "cnn_pool_flatten": (cnn_pool_flatten, {}),
     "resnet_ln": (ResLN, {}),
 }
