@@ -42,7 +42,7 @@ def _one_thread():
 def test_demo_quick(tmp_path, capsys):
     rng = torch.get_rng_state()
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--seconds", "0.3", "--out", str(out), "--no-progress"]) == 0
+    assert main(["demo", "--quick", "--epochs", "2", "--out", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "Curvature summary: Hessian" in text and "GD stable lr" in text and "batch-size scaling" in text
     for f in ("density.png", "batch_sizes.png", "summary.json"):

@@ -293,6 +293,47 @@ class Hessian(ModelCurvature):
     """
 
     mode = "forward-over-reverse"
+    #: cache the gradient graph when the data is one batch (products then cost one double-backward pass)
+    cache_graph = True
+
+    def _raw_matmat(self, X: Tensor) -> Tensor:
+        # One batch: keep the graph of ∇L (built once, as PyHessian does) and get H v by one backward through
+        # it per column, H v = ∂(∇L · v)/∂θ (reverse-over-reverse). The first product and the determinism probe's
+        # recomputation take the vmapped forward-over-reverse path, so the two paths are checked against each other.
+        if self.cache_graph and self.batches.single and self.process_group is None and self._probed_once:
+            try:
+                return self._cached_product(X)
+            except (RuntimeError, NotImplementedError):
+                self.cache_graph = False
+        self._probed_once = True
+        return super()._raw_matmat(X)
+
+    _probed_once = False
+    _graph: tuple[list[Tensor], Tensor, int] | None = None
+
+    def _cached_product(self, X: Tensor) -> Tensor:
+        if self._graph is None:
+            batch = next(iter(self.batches))
+            with rng_guard(), _math_attention(), torch.enable_grad():
+                leaves = {n: t.detach().clone().requires_grad_(True) for n, t in self.functional.params.items()}
+                loss = self._batch_loss(leaves, batch)
+                if not bool(torch.isfinite(loss)):
+                    raise NonFiniteError(self._describe_nonfinite(batch))
+                grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=True)
+            self._graph = (list(leaves.values()), torch.cat([g.reshape(-1) for g in grads]), batch.n)
+        leaves, g, n = self._graph
+        cols = []
+        with torch.enable_grad():
+            # one double-backward per column: on CPU this beats is_grads_batched (vmap over the graph)
+            for j in range(X.shape[1]):
+                out = torch.autograd.grad(g, leaves, grad_outputs=X[:, j], retain_graph=True, allow_unused=True)
+                parts = [(torch.zeros_like(p) if o is None else o).reshape(-1) for o, p in zip(out, leaves)]
+                cols.append(torch.cat(parts))
+        Y = torch.stack(cols, dim=1)
+        Y = Y.detach().to(self.dtype)
+        if not bool(torch.isfinite(Y).all()):
+            raise NonFiniteError(f"{type(self).__name__}: the product over batch 0 (size {n}) contains NaN or Inf")
+        return Y
 
     def _batch_product(self, batch: Batch, tangents: dict[str, Tensor]) -> dict[str, Tensor]:
         params = self.functional.params
