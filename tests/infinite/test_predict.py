@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import eigenlens as el
-from eigenlens.infinite.predict import nngp_posterior, ntk_gradient_flow
+from eigenlens.infinite.posterior import nngp_posterior, ntk_gradient_flow
 
 
 def _problem():

@@ -12,12 +12,10 @@ _EXPORTS = {
     "Kernels": "eigenlens.infinite.limit",
     "program": "eigenlens.infinite.trace",
     "TensorProgram": "eigenlens.infinite.ir",
-    "Prediction": "eigenlens.infinite.predict",
+    "Prediction": "eigenlens.infinite.posterior",
+    "predict": "eigenlens.infinite.posterior",
     "jacobian_spectrum_law": "eigenlens.infinite.jacobian_law",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted([*_EXPORTS, "predict"])
-
-# ``predict`` is both a module and a function: import it eagerly so the function wins.
-from eigenlens.infinite.predict import predict  # noqa: E402, F401
+__all__ = sorted(_EXPORTS)
