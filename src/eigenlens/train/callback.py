@@ -45,7 +45,8 @@ class SpectralRecord(Result):
         centroid_alignment: mean ``cos(J_xᵀ1, x)``.
         hessian_eigenvalues: ``[k]`` top eigenvalues of the loss Hessian (descending).
         hessian_matvecs: Hessian-vector products spent (warm-started after the first measurement).
-        jacobian_singular_values: ``[k]`` pooled top singular values of the input–output Jacobian.
+        jacobian_singular_values: ``[k]`` pooled top singular values of the input–output Jacobian over the first
+            ``jacobian_examples`` probe inputs.
         jacobian_condition: ``σ_max/σ_min`` over the examples analysed.
         seconds: wall time of this measurement.
     """
@@ -73,7 +74,8 @@ class SpectralCallback:
         hessian_tol: relative residual tolerance of ``eigsh``.
         warm_start: reuse the previous eigenvectors as ``v0`` (the point of the callback; ``False`` to compare).
         jacobian_k: pooled Jacobian singular values to track (0: skip the spectrum).
-        jacobian_examples: examples analysed one by one for the condition number.
+        jacobian_examples: the first examples of ``inputs`` whose Jacobian spectrum (per example and pooled) is
+            measured.
         params: the parameters of the Hessian (see :func:`eigenlens.nn.curvature.hessian`).
         eval_mode: measure with the model in eval mode (modes restored after).
         generator: randomness of the Krylov starts (``None``: seeded 0, advanced across measurements).
@@ -183,8 +185,9 @@ class SpectralCallback:
                 if self.jacobian_k > 0:
                     from eigenlens.nn.jacobian import jacobian_spectrum
 
-                    spec = jacobian_spectrum(
-                        self.model, self.inputs, k=self.jacobian_k, max_examples=self.jacobian_examples,
+                    spec = jacobian_spectrum(  # on the first few examples only: pooled products scale with B
+                        self.model, self.inputs[: self.jacobian_examples], k=self.jacobian_k,
+                        max_examples=self.jacobian_examples,
                         num_probes=2, num_matvecs=8, tol=1e-4, generator=self.generator,
                     )
                     rec.jacobian_singular_values = spec.pooled_singular_values
