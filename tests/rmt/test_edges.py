@@ -109,3 +109,18 @@ def test_count_outliers_finds_planted_spikes():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_complex_data_use_tw2_and_stay_calibrated():
+    # complex Wishart (β = 2): the TW₂ cut holds the false-positive level; the real-data (β = 1) cut is looser
+    hits2 = hits1 = 0
+    for seed in range(200):
+        W = rmt.wishart(100, 25, complex=True, generator=G(seed))
+        assert W.dtype == torch.complex128 and torch.equal(W, W.mH)
+        ev = torch.linalg.eigvalsh(W)
+        hits2 += rmt.count_outliers(ev, 0.25, variance=1.0, beta=2) > 0
+        hits1 += rmt.count_outliers(ev, 0.25, variance=1.0, beta=1) > 0
+    assert 2 <= hits2 <= 20
+    assert hits1 <= hits2
+    fit = rmt.fit_marchenko_pastur(ev, 0.25, beta=2)
+    assert fit.beta == 2 and fit.variance == pytest.approx(1.0, rel=0.05)

@@ -268,3 +268,19 @@ def test_power_law_bootstrap_interrupt_keeps_what_was_computed(monkeypatch):
     with pytest.warns(NumericalWarning, match="interrupted after 2 of 50 samples"):
         fit = rmt.fit_power_law(x, num_bootstrap=50)
     assert fit.p_value == 1.0 and fit.num_bootstrap == 2
+
+
+def test_mp_fit_accepts_float32_spectra_of_float32_weights():
+    g = G(11)
+    W = torch.randn(1024, 256, generator=g) * 0.05  # float32 weights, variance 0.0025
+    ev32 = torch.linalg.eigvalsh(W.T @ W / 1024)
+    assert ev32.dtype == torch.float32
+    fit = rmt.fit_marchenko_pastur(ev32, 0.25)
+    assert fit.variance == pytest.approx(0.0025, rel=0.01) and fit.num_outliers == 0
+    assert fit.outliers.dtype == torch.float64
+    # WWᵀ/1024 = (1/4)·XᵀX/256 with X = Wᵀ (256×1024, ratio 4) ~ MP(4, σ²/4); its 768 float32 round-off
+    # zeros are recognised as the atom
+    big = torch.linalg.eigvalsh(W @ W.T / 1024)
+    fit_big = rmt.fit_marchenko_pastur(big, 4.0)
+    assert fit_big.num_bulk == 256 and fit_big.num_outliers == 0
+    assert fit_big.variance == pytest.approx(0.0025 / 4, rel=0.01)

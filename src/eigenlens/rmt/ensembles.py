@@ -6,7 +6,7 @@ Every function returns a dense tensor whose spectrum converges to a law of :mod:
 ensemble                  construction                                limit
 ========================  ==========================================  =============================
 ``wigner``                (A + Aᵀ)/√(2n), A iid N(0, 1) (GOE; GUE)    semicircle on [−2, 2]
-``wishart``               XᵀX/n, X n×p iid N(0, σ²)                   Marchenko–Pastur(p/n, σ²)
+``wishart``               XᴴX/n, X n×p iid N(0, σ²) (real/complex)    Marchenko–Pastur(p/n, σ²)
 ``ginibre``               X/√n (real or complex, E|x|² = 1)           circular law, unit disk
 ``band``                  √S ∘ G, S doubly stochastic, width W        circular law, unit disk
 ``elliptic_ensemble``     √((1+τ)/2)·S + √((1−τ)/2)·A, sym./antisym.  elliptic law
@@ -93,8 +93,11 @@ def wigner(n: int, *, complex: bool = False, generator: torch.Generator | None =
     return (a + a.mH) / math.sqrt(2.0 * n)
 
 
-def wishart(n: int, p: int, *, variance: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
-    """Sample covariance XᵀX/n (p×p) of X (n×p) with iid N(0, σ²) entries; spectrum -> MP(p/n, σ²).
+def wishart(n: int, p: int, *, variance: float = 1.0, complex: bool = False,
+            generator: torch.Generator | None = None) -> Tensor:
+    """Sample covariance XᴴX/n (p×p) of X (n×p) with iid N(0, σ²) entries; spectrum -> MP(p/n, σ²).
+
+    ``complex=True`` draws circular complex entries with E|x|² = σ² (the β = 2 case of the edge tests).
 
     Example:
         >>> W = wishart(400, 100)
@@ -104,9 +107,9 @@ def wishart(n: int, p: int, *, variance: float = 1.0, generator: torch.Generator
     n, p = _size(n), _size(p, "p")
     s2 = check_positive(variance, "variance", "pass the entry variance σ² > 0")
     g = resolve_generator(generator)
-    x = _randn((n, p), g) * math.sqrt(s2)
-    c = x.T @ x / n
-    return 0.5 * (c + c.T)  # exactly symmetric (BLAS does not guarantee it)
+    x = _randn((n, p), g, complex) * math.sqrt(s2)
+    c = x.mH @ x / n
+    return 0.5 * (c + c.mH)  # exactly Hermitian (BLAS does not guarantee it)
 
 
 def ginibre(n: int, *, complex: bool = False, generator: torch.Generator | None = None) -> Tensor:
