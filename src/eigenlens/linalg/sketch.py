@@ -170,14 +170,13 @@ def _distinct_rows_signs(n_cols: int, m: int, k: int, g: torch.Generator) -> tup
     """
     v = torch.randint(0, 2 * m, (n_cols, k), generator=g)
     if k > 1:
-        todo = torch.arange(n_cols)
+        todo: Tensor | None = None
         while True:
-            rows = v[todo] >> 1
-            srt = rows.sort(dim=1).values
-            dup = (srt[:, 1:] == srt[:, :-1]).any(dim=1)
+            r = (v if todo is None else v[todo]) >> 1
+            dup = (r[:, :, None] == r[:, None, :]).sum(dim=(1, 2)) > k  # any equal pair off the diagonal
             if not bool(dup.any()):
                 break
-            todo = todo[dup]
+            todo = torch.nonzero(dup).flatten() if todo is None else todo[dup]
             v[todo] = torch.randint(0, 2 * m, (todo.numel(), k), generator=g)
     return v >> 1, (1 - 2 * (v & 1)).to(torch.float64)
 
