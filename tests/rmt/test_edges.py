@@ -124,3 +124,30 @@ def test_complex_data_use_tw2_and_stay_calibrated():
     assert hits1 <= hits2
     fit = rmt.fit_marchenko_pastur(ev, 0.25, beta=2)
     assert fit.beta == 2 and fit.variance == pytest.approx(1.0, rel=0.05)
+
+
+@pytest.mark.parametrize("n,p,beta", [(100, 25, 1), (40, 60, 1), (100, 25, 2)])
+def test_null_top_eigenvalues_match_direct_simulation(n, p, beta):
+    # Dumitriu–Edelman bidiagonal draws vs eigvalsh of dense Wishart matrices: means agree within 4 SE
+    fast = rmt.null_top_eigenvalues(p, n, 4000, beta=beta, generator=G(0))
+    direct = torch.tensor([torch.linalg.eigvalsh(rmt.wishart(n, p, complex=beta == 2, generator=G(s))).max().item()
+                           for s in range(400)], dtype=torch.float64)
+    se = math.sqrt(direct.var().item() / 400 + fast.var().item() / 4000)
+    assert abs(fast.mean().item() - direct.mean().item()) < 4 * se
+    assert fast.std().item() == pytest.approx(direct.std().item(), rel=0.15)
+    # and the Johnstone cut is close to the simulated one (finite-size calibration at n, p of tens)
+    t_j = rmt.edge_threshold(p, n, beta=beta)
+    t_s = rmt.edge_threshold(p, n, beta=beta, calibration="simulate")
+    assert t_s == pytest.approx(t_j, rel=0.03)
+
+
+def test_simulated_calibration_false_positive_rate():
+    flagged = 0
+    for seed in range(200):
+        ev = torch.linalg.eigvalsh(rmt.wishart(100, 25, generator=G(seed)))
+        flagged += rmt.fit_marchenko_pastur(ev, 0.25, calibration="simulate").num_outliers > 0
+    assert 2 <= flagged <= 20
+    with pytest.raises(ValueError, match="calibration must be 'johnstone' or 'simulate'"):
+        rmt.fit_marchenko_pastur(ev, 0.25, calibration="bootstrap")
+    with pytest.raises(ValueError, match="calibration must be 'johnstone' or 'simulate'"):
+        rmt.edge_threshold(25, 100, calibration="exact")

@@ -48,6 +48,7 @@ _EXPORTS = {
     "tracy_widom_cdf": "eigenlens.rmt.edges",
     "tracy_widom_ppf": "eigenlens.rmt.edges",
     "edge_threshold": "eigenlens.rmt.edges",
+    "null_top_eigenvalues": "eigenlens.rmt.edges",
     "count_outliers": "eigenlens.rmt.edges",
     # fits
     "MPFit": "eigenlens.rmt.fits",

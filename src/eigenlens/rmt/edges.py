@@ -20,7 +20,9 @@ Edge test (Johnstone 2001, arXiv math/0104033, real data; El Karoui 2006, arXiv 
 complex case): for white Wishart data the largest eigenvalue of XᵀX (unnormalised, X n×p, σ² = 1)
 satisfies (λ₁ − μ)/s → TW_β with μ = (√n' + √p)², s = (√n' + √p)(1/√n' + 1/√p)^{1/3}, n' = n − 1 for
 β = 1 and n' = n for β = 2. These centerings are the finite-size calibrated ones (accurate at n, p of
-a few tens). :func:`edge_threshold` returns the level-α cut for XᵀX/n, and :func:`count_outliers` runs
+a few tens). Alternatively the null is simulated exactly at the given (n, p) with the Dumitriu–Edelman
+bidiagonal model (:func:`null_top_eigenvalues`, arXiv math-ph/0206043; ``calibration="simulate"``).
+:func:`edge_threshold` returns the level-α cut for XᵀX/n, and :func:`count_outliers` runs
 the sequential test of Kritchman & Nadler (2008): the k-th eigenvalue is tested with p − k dimensions
 and the noise variance re-estimated from the remaining bulk.
 """
@@ -32,7 +34,10 @@ import math
 from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor
 
+from eigenlens.linalg.random import resolve_generator
 from eigenlens.rmt._validate import as_real_array, check_positive
 
 __all__ = [
@@ -46,6 +51,7 @@ __all__ = [
     "tracy_widom_cdf",
     "tracy_widom_ppf",
     "edge_threshold",
+    "null_top_eigenvalues",
     "count_outliers",
 ]
 
@@ -259,13 +265,57 @@ def tracy_widom_ppf(q: float, beta: int = 1) -> float:
     return _tw_ppf_scalar(qf, b)
 
 
-def edge_threshold(num_dims: int, num_samples: int, *, alpha: float = 0.05, beta: int = 1,
-                   variance: float = 1.0) -> float:
-    """Level-α cut for the largest eigenvalue of XᵀX/n under white noise (Johnstone 2001 centering).
+def null_top_eigenvalues(num_dims: int, num_samples: int, num_draws: int = 1000, *, beta: int = 1,
+                         generator: torch.Generator | None = None) -> Tensor:
+    """Exact draws of λ_max(XᵀX/n) under white noise (X n×p iid, variance 1), O(min(n, p)) per draw.
 
-    Under the null (X n×p iid with variance σ²), P(λ_max(XᵀX/n) > threshold) ≈ α with
+    Uses the Dumitriu–Edelman bidiagonal model (arXiv math-ph/0206043): with m = min(n, p) and N = max(n, p),
+    the non-zero eigenvalues of XᵀX are those of BBᵀ, B lower bidiagonal with diagonal χ_{β(N−i)} and
+    sub-diagonal χ_{β(m−1−i)} (i = 0, 1, ...), divided by β (complex entries have E|x|² = 1). The top
+    eigenvalue of the tridiagonal BBᵀ is found by bisection (``scipy.linalg.eigvalsh_tridiagonal``).
+
+    Returns:
+        float64 tensor ``[num_draws]``.
+    """
+    from scipy.linalg import eigvalsh_tridiagonal
+
+    b = _check_beta(beta)
+    p = int(round(_count(num_dims, "num_dims")))
+    n = int(round(_count(num_samples, "num_samples")))
+    if isinstance(num_draws, bool) or not isinstance(num_draws, int) or num_draws < 1:
+        raise ValueError(f"num_draws must be an integer >= 1; got {num_draws!r}. Fix: pass e.g. 1000.")
+    g = resolve_generator(generator)
+    rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=g).item()))
+    m, big = min(n, p), max(n, p)
+    diag_dof = b * (big - np.arange(m))
+    sub_dof = b * (m - 1 - np.arange(m - 1))
+    a = np.sqrt(rng.chisquare(diag_dof, size=(num_draws, m)))
+    c = np.sqrt(rng.chisquare(sub_dof, size=(num_draws, m - 1))) if m > 1 else np.zeros((num_draws, 0))
+    d = a**2
+    d[:, 1:] += c**2
+    e = a[:, :-1] * c
+    top = np.empty(num_draws)
+    for i in range(num_draws):
+        top[i] = eigvalsh_tridiagonal(d[i], e[i], select="i", select_range=(m - 1, m - 1))[0]
+    return torch.from_numpy(top / (b * n))
+
+
+@functools.lru_cache(maxsize=256)
+def _simulated_cut(p: int, n: int, alpha: float, beta: int, num_null: int, seed: int) -> float:
+    draws = null_top_eigenvalues(p, n, num_null, beta=beta, generator=torch.Generator().manual_seed(seed))
+    return float(torch.quantile(draws, 1.0 - alpha).item())
+
+
+def edge_threshold(num_dims: int, num_samples: int, *, alpha: float = 0.05, beta: int = 1,
+                   variance: float = 1.0, calibration: str = "johnstone", num_null: int = 2000,
+                   seed: int = 0) -> float:
+    """Level-α cut for the largest eigenvalue of XᵀX/n under white noise.
+
+    ``calibration="johnstone"`` (default, Johnstone 2001 centering): P(λ_max(XᵀX/n) > threshold) ≈ α with
     threshold = σ²(μ + s·TW_β⁻¹(1 − α))/n, μ = (√n' + √p)², s = (√n' + √p)(1/√n' + 1/√p)^{1/3},
-    n' = n − 1 (β = 1) or n (β = 2).
+    n' = n − 1 (β = 1) or n (β = 2). ``calibration="simulate"``: the empirical (1 − α)-quantile of
+    ``num_null`` exact null draws from :func:`null_top_eigenvalues` (seeded by ``seed``; cached), exact at
+    any size up to Monte Carlo error ≈ √(α(1 − α)/num_null) in probability.
 
     Args:
         num_dims: p (the size of the Gram matrix XᵀX).
@@ -273,6 +323,9 @@ def edge_threshold(num_dims: int, num_samples: int, *, alpha: float = 0.05, beta
         alpha: false-positive level in (0, 1).
         beta: 1 for real data, 2 for complex data.
         variance: noise variance σ².
+        calibration: ``"johnstone"`` or ``"simulate"``.
+        num_null: null draws for ``"simulate"``.
+        seed: seed of the null simulation.
 
     Example:
         >>> t = edge_threshold(1000, 4000)  # MP edge (1 + √0.25)² = 2.25 plus a TW margin
@@ -284,6 +337,12 @@ def edge_threshold(num_dims: int, num_samples: int, *, alpha: float = 0.05, beta
     p = _count(num_dims, "num_dims")
     n = _count(num_samples, "num_samples")
     s2 = _variance(variance)
+    if calibration == "simulate":
+        return s2 * _simulated_cut(int(round(p)), int(round(n)), a, b, int(num_null), int(seed))
+    if calibration != "johnstone":
+        raise ValueError(
+            f"calibration must be 'johnstone' or 'simulate'; got {calibration!r}. Fix: pass one of them."
+        )
     n_eff = max(n - 1.0, 1.0) if b == 1 else float(n)
     root = math.sqrt(n_eff) + math.sqrt(p)
     mu = root**2
@@ -308,7 +367,7 @@ def _count(value: Any, name: str) -> float:
 
 
 def count_outliers(eigenvalues: Any, ratio: float, variance: float | None = None, *, alpha: float = 0.05,
-                   beta: int = 1) -> int:
+                   beta: int = 1, calibration: str = "johnstone") -> int:
     """Number of eigenvalues of XᵀX/n above the noise edge, by a sequential Tracy–Widom test at level α.
 
     With ``variance=None`` the noise variance is fitted from the bulk (this is
@@ -322,6 +381,7 @@ def count_outliers(eigenvalues: Any, ratio: float, variance: float | None = None
         variance: known noise variance σ², or None to fit it.
         alpha: false-positive level.
         beta: 1 (real data) or 2 (complex data).
+        calibration: ``"johnstone"`` or ``"simulate"`` (see :func:`edge_threshold`).
 
     Example:
         >>> count_outliers([0.5, 1.0, 1.5, 9.0], ratio=0.25, variance=1.0)
@@ -330,13 +390,13 @@ def count_outliers(eigenvalues: Any, ratio: float, variance: float | None = None
     if variance is None:
         from eigenlens.rmt.fits import fit_marchenko_pastur
 
-        return fit_marchenko_pastur(eigenvalues, ratio, alpha=alpha, beta=beta).num_outliers
+        return fit_marchenko_pastur(eigenvalues, ratio, alpha=alpha, beta=beta, calibration=calibration).num_outliers
     x = np.sort(as_real_array(eigenvalues))[::-1]
     g, s2 = _ratio(ratio), _variance(variance)
     _alpha(alpha)
     p = x.size
     n = max(p / g, 1.0)
     k = 0
-    while k < p and x[k] > edge_threshold(p - k, n, alpha=alpha, beta=beta, variance=s2):
+    while k < p and x[k] > edge_threshold(p - k, n, alpha=alpha, beta=beta, variance=s2, calibration=calibration):
         k += 1
     return k

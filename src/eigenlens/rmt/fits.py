@@ -154,7 +154,8 @@ class MPFit(Result):
         return self.num_outliers == 0
 
 
-def _fit_mp_core(y: np.ndarray, ratio: float, n: float, alpha: float, beta: int) -> tuple[float, int, float]:
+def _fit_mp_core(y: np.ndarray, ratio: float, n: float, alpha: float, beta: int,
+                 calibration: str = "johnstone") -> tuple[float, int, float]:
     """Sequential fit on descending eigenvalues ``y`` (all from the continuous part, γ <= 1 or the dual).
 
     Returns (variance, number of outliers, last threshold). The variance is the mean of the bulk
@@ -172,7 +173,7 @@ def _fit_mp_core(y: np.ndarray, ratio: float, n: float, alpha: float, beta: int)
             break
         m = p - k
         if m not in unit_cuts:
-            unit_cuts[m] = edge_threshold(m, n, alpha=alpha, beta=beta)
+            unit_cuts[m] = edge_threshold(m, n, alpha=alpha, beta=beta, calibration=calibration)
         threshold = s2 * unit_cuts[m]
         if y[k] > threshold:
             k += 1
@@ -182,7 +183,8 @@ def _fit_mp_core(y: np.ndarray, ratio: float, n: float, alpha: float, beta: int)
     return variance, k, float(threshold)
 
 
-def fit_marchenko_pastur(eigenvalues: Any, ratio: float, *, alpha: float = 0.05, beta: int = 1) -> MPFit:
+def fit_marchenko_pastur(eigenvalues: Any, ratio: float, *, alpha: float = 0.05, beta: int = 1,
+                         calibration: str = "johnstone") -> MPFit:
     r"""Fit the Marchenko–Pastur law to the eigenvalues of XᵀX/n and flag outliers at level ``alpha``.
 
     Model: X is n×p with iid noise entries of unknown variance σ² (plus possibly a low-rank signal),
@@ -206,6 +208,9 @@ def fit_marchenko_pastur(eigenvalues: Any, ratio: float, *, alpha: float = 0.05,
         ratio: γ = p/n > 0 (weight matrix W of shape [out, in] with eigenvalues of WᵀW/out: γ = in/out).
         alpha: false-positive level of the outlier test, in (0, 1).
         beta: 1 for real data, 2 for complex data.
+        calibration: ``"johnstone"`` (TW quantile with Johnstone's finite-size centering) or ``"simulate"``
+            (quantile of exact simulated null top eigenvalues, deterministic seed; see
+            :func:`~eigenlens.rmt.edges.edge_threshold`).
 
     Returns:
         :class:`MPFit`.
@@ -230,6 +235,8 @@ def fit_marchenko_pastur(eigenvalues: Any, ratio: float, *, alpha: float = 0.05,
     g = check_positive(ratio, "ratio", "pass ratio = p/n > 0 (e.g. in_features/out_features for WᵀW/out)")
     a = _alpha(alpha)
     b = _check_beta(beta)
+    if calibration not in ("johnstone", "simulate"):
+        raise ValueError(f"calibration must be 'johnstone' or 'simulate'; got {calibration!r}. Fix: pass one of them.")
     p = x.size
     scale = float(np.max(np.abs(x)))
     if scale == 0.0:
@@ -260,14 +267,14 @@ def fit_marchenko_pastur(eigenvalues: Any, ratio: float, *, alpha: float = 0.05,
                 "(they are the spectrum of XXᵀ/n ~ MP(1/ratio, ratio·σ²)), or check ratio."
             )
         core = y[:n]
-        s2_dual, k, thr = _fit_mp_core(core, 1.0 / g, float(p), a, b)
+        s2_dual, k, thr = _fit_mp_core(core, 1.0 / g, float(p), a, b, calibration)
         variance = s2_dual / g
         bulk = core[k:]
         law_bulk = MarchenkoPastur(1.0 / g, s2_dual)
     else:
         if p < 2:
             raise ValueError(f"need at least 2 eigenvalues for a Marchenko–Pastur fit; got {p}. Fix: pass more.")
-        variance, k, thr = _fit_mp_core(y, g, n_real, a, b)
+        variance, k, thr = _fit_mp_core(y, g, n_real, a, b, calibration)
         bulk = y[k:]
         law_bulk = MarchenkoPastur(g, variance)
     if variance <= 0:
