@@ -96,7 +96,8 @@ def train(kind: str, lam: float, seed: int, steps: int, H: int, data: torch.Tens
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     g = torch.Generator().manual_seed(seed)
-    reg = None if kind == "none" else JAWS(weight=lam, uniform=(kind == "uniform"), generator=g)
+    probe_gen = torch.Generator().manual_seed(10_000 + seed)  # separate: every arm sees the same minibatches
+    reg = None if kind == "none" else JAWS(weight=lam, uniform=(kind == "uniform"), generator=probe_gen)
     T, B = data.shape[0] - 1, data.shape[1]
     for _ in range(steps):
         t = torch.randint(0, min(H, T), (64,), generator=g)
