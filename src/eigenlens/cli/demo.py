@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     model, opt, X, y, epochs, secs, acc, loss = _train(args.epochs, args.quick)
     P = sum(p.numel() for p in model.parameters())
     print(f"  {epochs} epochs in {secs:.1f} s: train accuracy {acc:.1%}, loss {loss:.4f}, P = {P:,} parameters")
-    data = [(X[i : i + 512], y[i : i + 512]) for i in range(0, len(y), 512)]
+    data = (X, y)  # one batch: the Hessian keeps its gradient graph and each product is one double-backward
     t0 = time.perf_counter()
     try:
         summary = curvature_summary(

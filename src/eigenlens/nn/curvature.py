@@ -245,6 +245,10 @@ class ModelCurvature(LinearOperator):
             raise NonFiniteError(bad or "the product is NaN/Inf: a batch on another rank produced NaN or Inf")
         return acc / self.num_examples
 
+    def _probe_matmat(self, X: Tensor) -> Tensor:
+        """The product the determinism probe recomputes (an independent path where one exists)."""
+        return self._raw_matmat(X)
+
     def _describe_nonfinite(self, batch: Batch) -> str:
         with torch.no_grad():
             try:
@@ -267,7 +271,7 @@ class ModelCurvature(LinearOperator):
         Y = self._raw_matmat(X)
         if not self._probed:
             self._probed = True
-            probe_determinism(self._raw_matmat, X[:, 0], first=Y[:, 0], data=self.batches, model=self.model)
+            probe_determinism(self._probe_matmat, X[:, 0], first=Y[:, 0], data=self.batches, model=self.model)
         if self.check_deterministic and self.batches.changed_batches():
             changed = self.batches.changed_batches()
             raise NondeterministicModelError(
@@ -298,17 +302,19 @@ class Hessian(ModelCurvature):
 
     def _raw_matmat(self, X: Tensor) -> Tensor:
         # One batch: keep the graph of ∇L (built once, as PyHessian does) and get H v by one backward through
-        # it per column, H v = ∂(∇L · v)/∂θ (reverse-over-reverse). The first product and the determinism probe's
-        # recomputation take the vmapped forward-over-reverse path, so the two paths are checked against each other.
-        if self.cache_graph and self.batches.single and self.process_group is None and self._probed_once:
+        # it per column, H v = ∂(∇L · v)/∂θ (reverse-over-reverse). The determinism probe recomputes its vector
+        # by the vmapped forward-over-reverse path, so the two paths are checked against each other.
+        if self.cache_graph and self.batches.single and self.process_group is None:
             try:
                 return self._cached_product(X)
             except (RuntimeError, NotImplementedError):
                 self.cache_graph = False
-        self._probed_once = True
+                self._graph = None
         return super()._raw_matmat(X)
 
-    _probed_once = False
+    def _probe_matmat(self, X: Tensor) -> Tensor:
+        return super()._raw_matmat(X)
+
     _graph: tuple[list[Tensor], Tensor, int] | None = None
 
     def _cached_product(self, X: Tensor) -> Tensor:
