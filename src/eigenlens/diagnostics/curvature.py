@@ -353,6 +353,7 @@ def curvature_summary(
     operator: str = "hessian",
     params: Any = None,
     tol: float = 1e-6,
+    max_matvecs: int = 300,
     bottom: bool = True,
     trace: bool = True,
     trace_matvecs: int = 99,
@@ -380,6 +381,9 @@ def curvature_summary(
             see all outliers).
         operator: ``"hessian"`` (default), ``"ggn"`` or ``"fisher"`` (empirical).
         tol: eigsh relative residual tolerance.
+        max_matvecs: product budget of each eigsh run. The bottom of a trained network's Hessian is a dense
+            cluster near 0 where Krylov methods converge slowly: the best Ritz values are then returned with their
+            residuals (``eigsh_converged=False``, a ConvergenceWarning from eigsh, and a note).
         bottom: also compute the ``k`` smallest eigenvalues.
         trace, trace_matvecs: Hutch++ trace with this budget.
         density, density_probes, density_matvecs: SLQ density (``probes × matvecs`` products).
@@ -447,7 +451,7 @@ def curvature_summary(
 
         def top() -> None:
             kk = min(max(k, (s.num_classes or 0) + 1), P - 1)
-            r = el.eigsh(A, k=kk, which="LA", tol=tol, generator=g(1), progress=progress)
+            r = el.eigsh(A, k=kk, which="LA", tol=tol, max_matvecs=max_matvecs, generator=g(1), progress=progress)
             s.top_eigenvalues = r.eigenvalues.tolist()
             s.top_residuals = r.residual_norms.tolist()
             s.eigsh_converged = bool(r.converged)
@@ -457,7 +461,9 @@ def curvature_summary(
                 s.lr_max_heavy_ball = 2.0 * (1.0 + s.momentum) / s.lambda_max
 
         def low() -> None:
-            r = el.eigsh(A, k=min(k, P - 1), which="SA", tol=tol, generator=g(2), progress=progress)
+            r = el.eigsh(
+                A, k=min(k, P - 1), which="SA", tol=tol, max_matvecs=max_matvecs, generator=g(2), progress=progress
+            )
             s.bottom_eigenvalues = r.eigenvalues.tolist()
             s.bottom_residuals = r.residual_norms.tolist()
             s.eigsh_converged = bool(s.eigsh_converged is not False and r.converged)
@@ -480,7 +486,7 @@ def curvature_summary(
             d = (1.0 / D.sqrt()).to(A.dtype)
             pre = el.linear_operator(lambda X: d[:, None] * (A @ (d[:, None] * X)), (P, P), dtype=A.dtype,
                                      device=A.device, symmetric=True)
-            r = el.eigsh(pre, k=1, which="LA", tol=max(tol, 1e-4), generator=g(5))
+            r = el.eigsh(pre, k=1, which="LA", tol=max(tol, 1e-4), max_matvecs=max_matvecs, generator=g(5))
             s.adam_sharpness = float(r.eigenvalues[0])
             if s.adam_sharpness > 0:
                 s.lr_max_adam = (2.0 + 2.0 * b1) / ((1.0 - b1) * s.adam_sharpness)
@@ -541,7 +547,7 @@ def _batch_size_scaling(
         for _ in range(reps):
             idx = torch.randperm(n, generator=gen)[:B]
             H = build(model, loss_fn, (_take(X, idx), Y[idx]), **kw)
-            r = el.eigsh(H, k=1, which="LA", tol=1e-4, generator=gen)
+            r = el.eigsh(H, k=1, which="LA", tol=1e-4, max_matvecs=200, generator=gen)
             vals.append(float(r.eigenvalues[0]))
             spent += H.num_matvecs
         t = torch.tensor(vals, dtype=torch.float64)
