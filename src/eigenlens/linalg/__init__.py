@@ -36,6 +36,8 @@ _EXPORTS = {
     "randomized_eigsh": "eigenlens.linalg.lowrank",
     "nystrom": "eigenlens.linalg.lowrank",
     "LowRank": "eigenlens.linalg.lowrank",
+    "RandomizedSvdResult": "eigenlens.linalg.lowrank",
+    "SketchOperator": "eigenlens.linalg.sketch",
 }
 _SUBMODULES = ("operator", "random", "exceptions", "sketch", "sampling", "streaming", "distributed")
 
