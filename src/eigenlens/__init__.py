@@ -15,22 +15,17 @@ Every public name below is importable from the top level (``import eigenlens as 
 
 from eigenlens._lazy import lazy_exports
 from eigenlens.linalg import _EXPORTS as _LINALG_EXPORTS
+from eigenlens.nn import _EXPORTS as _NN_EXPORTS
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
     **_LINALG_EXPORTS,
     # nn: operators and measurements from PyTorch models
-    "hessian": "eigenlens.nn.curvature",
-    "ggn": "eigenlens.nn.curvature",
-    "fisher": "eigenlens.nn.curvature",
-    "jacobian": "eigenlens.nn.jacobian",
-    "jacobian_spectrum": "eigenlens.nn.jacobian",
-    "empirical_ntk": "eigenlens.nn.ntk",
-    "weight_spectra": "eigenlens.nn.weights",
-    "LayerSpectrum": "eigenlens.nn.weights",
-    "ActivationSpectrumMonitor": "eigenlens.nn.activations",
-    "spectral_compress": "eigenlens.nn.compress",
+    **_NN_EXPORTS,
+    # rmt result types
+    "MPFit": "eigenlens.rmt.fits",
+    "PowerLawFit": "eigenlens.rmt.fits",
     # diagnostics
     "curvature_summary": "eigenlens.diagnostics.curvature",
     "CurvatureSummary": "eigenlens.diagnostics.curvature",

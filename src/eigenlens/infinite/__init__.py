@@ -15,6 +15,9 @@ _EXPORTS = {
     "Prediction": "eigenlens.infinite.posterior",
     "predict": "eigenlens.infinite.posterior",
     "jacobian_spectrum_law": "eigenlens.infinite.jacobian_law",
+    "JacobianSpec": "eigenlens.infinite.jacobian_law",
+    "JacobianLaw": "eigenlens.infinite.jacobian_law",
+    "mean_field_fixed_point": "eigenlens.infinite.jacobian_law",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

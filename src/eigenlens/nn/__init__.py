@@ -13,6 +13,13 @@ _EXPORTS = {
     "LayerSpectrum": "eigenlens.nn.weights",
     "ActivationSpectrumMonitor": "eigenlens.nn.activations",
     "spectral_compress": "eigenlens.nn.compress",
+    "JacobianOperator": "eigenlens.nn.jacobian",
+    "JacobianSpectrum": "eigenlens.nn.jacobian",
+    "WeightSpectra": "eigenlens.nn.weights",
+    "plot_layer": "eigenlens.nn.weights",
+    "WindowStats": "eigenlens.nn.activations",
+    "LowRankLinear": "eigenlens.nn.compress",
+    "CompressionResult": "eigenlens.nn.compress",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
