@@ -74,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = curvature_summary(
             model, nn.CrossEntropyLoss(), data, k=3 if args.quick else 5, optimizer=opt,
-            tol=1e-4 if args.quick else 1e-6,
+            tol=1e-4 if args.quick else 1e-6, max_matvecs=60 if args.quick else 150,
             trace_matvecs=30 if args.quick else 99,
-            density_probes=4 if args.quick else 8, density_matvecs=20 if args.quick else 60,
+            density_probes=4 if args.quick else 8, density_matvecs=20 if args.quick else 40,
             batch_sizes=[16, 64, 256] if args.quick else [16, 32, 64, 128, 256, 512],
             batch_size_repeats=1 if args.quick else 3,
             generator=torch.Generator().manual_seed(0), progress=not args.no_progress,

@@ -586,7 +586,12 @@ def _notes(s: CurvatureSummary) -> None:
             f"negative curvature: λ_min = {s.bottom_eigenvalues[0]:.3g} ({ratio:.1%} of λ_max in magnitude); "
             "the model is not at a minimum of the loss" + (" (small: typical near convergence)" if ratio < 0.05 else "")
         )
-    if s.outliers is not None and s.num_classes:
+    if s.outliers is not None and s.top_eigenvalues and len(s.outliers) == len(s.top_eigenvalues):
+        s.notes.append(
+            f"all {len(s.outliers)} computed top eigenvalues lie above the bulk edge: the outlier count is a lower "
+            "bound (raise k to see where the outliers end)"
+        )
+    elif s.outliers is not None and s.num_classes:
         c, m = s.num_classes, len(s.outliers)
         verdict = "as expected for a trained classifier" if abs(m - c) <= 1 else (
             "fewer than classes: training may be early or classes poorly separated" if m < c else
