@@ -5,8 +5,9 @@ The method keeps an orthonormal basis ``V = [V_lock, V_act]`` and a pending bloc
     A V_act = V_act H + P B,        A V_lock ≈ V_lock Θ_lock,
 
 where ``H = V_actᴴ A V_act`` is symmetric and ``B`` is the coupling of the next block. Each step applies
-``A`` once to the pending block (one batched product of ``block_size`` columns), orthogonalises the result
-against the whole basis twice (CGS2) and appends it. The Ritz pairs ``(θ_i, V_act s_i)`` of ``H`` have
+``A`` once to the pending block (one batched product of ``block_size`` columns), removes the coefficients
+known by symmetry, then reorthogonalises against the whole basis (classical Gram–Schmidt, repeated when it
+cancels, the DGKS criterion) and appends it. The Ritz pairs ``(θ_i, V_act s_i)`` of ``H`` have
 residuals ``‖A v_i − θ_i v_i‖ = ‖B s_i‖``, known without extra products; they are checked after every
 step. When the basis is full, the wanted Ritz vectors and the best others are kept (thick restart:
 Wu & Simon 2000; Krylov–Schur: Stewart 2001), converged wanted pairs are locked (deflated and kept out
