@@ -19,7 +19,6 @@ import os
 import time
 import warnings
 
-import numpy as np
 import torch
 
 from eigenlens import rmt
@@ -66,7 +65,7 @@ def main():
         t_plu, plu = timed(lambda x=x: powerlaw.Fit(x, verbose=False, parameter_ranges={"alpha": [1, None]}),
                            repeat=1)
         nboot = 20
-        t_boot, boot = timed(lambda x=x: rmt.fit_power_law(x, num_bootstrap=nboot, min_tail=2), repeat=1)
+        t_boot, boot = timed(lambda x=x, nboot=nboot: rmt.fit_power_law(x, num_bootstrap=nboot, min_tail=2), repeat=1)
         rows.append({
             "spectrum": name, "N": x.size,
             "alpha (eigenlens)": ours.alpha, "alpha (powerlaw, default α<3)": pl.power_law.alpha,
