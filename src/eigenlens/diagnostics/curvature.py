@@ -221,7 +221,14 @@ class CurvatureSummary(Result):
             raise ValueError("plot_density: no density was computed; call curvature_summary(..., density=True)")
         if ax is None:
             _, ax = plt.subplots()
-        self.density.plot(ax=ax, log=True)
+        # Smooth at 1% of the spectral range: the data-driven default width follows the mass near 0 and
+        # turns the outliers into needles; a fixed fraction of the range shows bulk and outliers together.
+        nodes = self.density.nodes[self.density.weights > 0]
+        width = float(nodes.max() - nodes.min()) if nodes.numel() else 0.0
+        self.density.plot(ax=ax, log=True, sigma=0.01 * width if width > 0 else None)
+        peak = max((line.get_ydata().max() for line in ax.get_lines()), default=None)
+        if peak is not None and peak > 0:
+            ax.set_ylim(bottom=peak * 1e-7)
         for i, lam in enumerate(self.top_eigenvalues or []):
             ax.axvline(lam, color="C3", lw=0.8, alpha=0.7, label="top eigenvalues" if i == 0 else None)
         for i, lam in enumerate(self.bottom_eigenvalues or []):
