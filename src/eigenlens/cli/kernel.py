@@ -63,11 +63,11 @@ def summarize(K) -> dict:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from eigenlens.cli.weights import load_recipe
+    from eigenlens.cli.recipe import import_recipe
     from eigenlens.infinite.limit import kernels
 
     try:
-        recipe = load_recipe(args.recipe)
+        recipe = import_recipe(args.recipe)
         for name in ("model", "data"):
             if not callable(getattr(recipe, name, None)):
                 raise ValueError(f"{args.recipe} must define a function {name}()")
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             model, x, parameterization=args.parameterization, weight_std=args.weight_std, bias_std=args.bias_std,
             dtype=torch.float32 if args.float32 else torch.float64, progress=args.progress,
         )
-    except (ValueError, TypeError) as err:
+    except (FileNotFoundError, ValueError, TypeError) as err:
         print(f"eigenlens kernel: {err}", file=sys.stderr)
         return 2
     print(k.program)

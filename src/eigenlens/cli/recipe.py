@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-__all__ = ["Recipe", "load_recipe"]
+__all__ = ["Recipe", "import_recipe", "load_recipe"]
 
 
 @dataclass
@@ -39,7 +39,13 @@ class Recipe:
     num_classes: int | None = None
 
 
-def _module(path: str) -> ModuleType:
+def import_recipe(path: str) -> ModuleType:
+    """Import the Python file at ``path`` as a module without calling anything in it.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not importable as a Python module.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"recipe: no such file {path!r}; pass the path of a RECIPE.py (see examples/)")
     name = "eigenlens_recipe_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
@@ -65,7 +71,7 @@ def load_recipe(path: str) -> Recipe:
     """
     import torch
 
-    mod = _module(path)
+    mod = import_recipe(path)
     missing = [f for f in ("model", "loss", "data") if not callable(getattr(mod, f, None))]
     if missing:
         raise ValueError(

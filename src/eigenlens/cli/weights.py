@@ -9,29 +9,8 @@ per weight matrix (skipped layers with their reason).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
-from types import ModuleType
-
-
-def load_recipe(path: str) -> ModuleType:
-    """Import the Python file at ``path`` as a module.
-
-    Raises:
-        ValueError: if the file does not exist or is not a ``.py`` file.
-    """
-    if not os.path.isfile(path):
-        raise ValueError(f"recipe: expected a path to a Python file defining model(), got {path!r} (no such file)")
-    if not path.endswith(".py"):
-        raise ValueError(f"recipe: expected a .py file, got {path!r}")
-    name = "_eigenlens_recipe_" + os.path.splitext(os.path.basename(path))[0]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:  # pragma: no cover
-        raise ValueError(f"recipe: cannot import {path!r}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,11 +28,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from torch import nn
 
+    from eigenlens.cli.recipe import import_recipe
     from eigenlens.nn.weights import plot_layer, weight_spectra
 
     try:
-        recipe = load_recipe(args.recipe)
-    except ValueError as err:
+        recipe = import_recipe(args.recipe)
+    except (FileNotFoundError, ValueError) as err:
         print(f"eigenlens weights: {err}", file=sys.stderr)
         return 2
     if not callable(getattr(recipe, "model", None)):
