@@ -463,7 +463,7 @@ def _analyse(
             return LayerSpectrum(**base, skipped_reason="the weight is all zeros")
         fits = _rmt()
         if M <= max_dense:
-            eig = torch.linalg.eigvalsh(X.T @ X / N).clamp_min(0.0)
+            eig = _gram_eigenvalues(X, N)
             lam_max = float(eig[-1])
             mp = fits.fit_marchenko_pastur(eig, M / N, alpha=alpha)
             method = "eigvalsh"
@@ -530,6 +530,21 @@ def _select(mats: list[LayerMatrix], layers: Sequence[str] | str | None) -> list
             f"{[lm.name for lm in mats]}"
         )
     return chosen
+
+
+def _gram_eigenvalues(X: Tensor, N: int) -> Tensor:
+    """All eigenvalues of ``XᵀX / N`` (float64 ``[M]``, ascending, clamped at 0).
+
+    On the CPU, LAPACK's values-only divide and conquer through SciPy (``dsyevd`` with ``jobz='N'``) is about
+    twice as fast as ``torch.linalg.eigvalsh`` for M ~ 1000 with the same accuracy; elsewhere torch's is used.
+    """
+    G = X.T @ X / N
+    if G.device.type == "cpu":
+        import scipy.linalg
+
+        values = scipy.linalg.eigvalsh(G.numpy(), driver="evd", check_finite=False)
+        return torch.from_numpy(values).clamp_min(0.0)
+    return torch.linalg.eigvalsh(G).clamp_min(0.0)
 
 
 def weight_spectra(
