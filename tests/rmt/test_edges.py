@@ -151,3 +151,10 @@ def test_simulated_calibration_false_positive_rate():
         rmt.fit_marchenko_pastur(ev, 0.25, calibration="bootstrap")
     with pytest.raises(ValueError, match="calibration must be 'johnstone' or 'simulate'"):
         rmt.edge_threshold(25, 100, calibration="exact")
+
+
+def test_tracy_widom_quantile_table_matches_the_fredholm_computation():
+    from eigenlens.rmt.edges import _TW_PPF_TABLE, _tw_ppf_scalar
+
+    for (q, beta), value in _TW_PPF_TABLE.items():
+        assert abs(_tw_ppf_scalar(q, beta) - value) < 1e-10, (q, beta)
