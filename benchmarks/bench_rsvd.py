@@ -3,7 +3,9 @@ vs scikit-learn's randomized_svd and ARPACK (scipy.sparse.linalg.svds), side by 
 
 Accuracy: max relative error of the 50 singular values, and the spectral error ‖A − U S Vᵀ‖₂ / σ₅₁ (1 is
 optimal), measured by 30 power iterations on the residual.
-Usage: python benchmarks/bench_rsvd.py [--repeats 2]
+Usage: python benchmarks/bench_rsvd.py [--repeats 3] [--threads 0,1]
+Timings are medians of ``--repeats`` runs (ARPACK: one run); each thread count (0 = the machine's default) is
+run side by side in the same process (torch.set_num_threads + threadpoolctl for NumPy/SciPy's BLAS).
 """
 
 import argparse
@@ -16,6 +18,7 @@ import scipy.fft
 import scipy.sparse.linalg as sla
 import torch
 from sklearn.utils.extmath import randomized_svd as sk_rsvd
+from threadpoolctl import threadpool_limits
 
 from eigenlens.linalg.lowrank import randomized_svd
 
@@ -44,16 +47,16 @@ def spectral_error(A, U, S, Vt, iters=30, seed=0):
 
 
 def timed(fn, repeats):
-    best, out = float("inf"), None
+    times, out = [], None
     for _ in range(repeats):
         t0 = time.perf_counter()
         out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), out
 
 
-def case(decay, args):
-    A, s = problem(decay)
+def case(decay, args, threads, prob):
+    A, s = prob
     At = torch.from_numpy(A)
     runs = {
         "eigenlens_q2": lambda: randomized_svd(At, K, oversample=10, power_iters=2),
@@ -62,7 +65,7 @@ def case(decay, args):
         "sklearn_auto": lambda: sk_rsvd(A, K, random_state=0),
         "arpack": lambda: sla.svds(A, k=K, tol=1e-10, random_state=0),
     }
-    row = {"decay": decay, "load_avg_1min": os.getloadavg()[0]}
+    row = {"decay": decay, "threads": threads, "load_avg_1min": os.getloadavg()[0]}
     for name, fn in runs.items():
         t, out = timed(fn, args.repeats if name != "arpack" else 1)
         if name.startswith("eigenlens"):
@@ -79,14 +82,22 @@ def case(decay, args):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="benchmarks/_work/bench_rsvd.json")
+    ap.add_argument("--threads", default="0,1", help="comma-separated thread counts; 0 = machine default")
     args = ap.parse_args()
+    default = torch.get_num_threads()
     rows = []
     for decay in ("fast", "slow"):
-        row = case(decay, args)
-        rows.append(row)
-        print(json.dumps(row, indent=1), flush=True)
+        prob = problem(decay)
+        for t in (int(x) for x in args.threads.split(",")):
+            n_t = t or default
+            torch.set_num_threads(n_t)
+            with threadpool_limits(limits=n_t):
+                row = case(decay, args, n_t, prob)
+            rows.append(row)
+            print(json.dumps(row, indent=1), flush=True)
+        torch.set_num_threads(default)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump(rows, fh, indent=1)

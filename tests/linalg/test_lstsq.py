@@ -192,3 +192,27 @@ def test_bad_inputs():
         lstsq("A", b)
     warnings.simplefilter("error")  # no stray warnings on a clean solve
     lstsq(A, b, method="sketch_precondition")
+
+
+def test_lsqr_triangular_preconditioner_matches_explicit_inverse():
+    from eigenlens.linalg.distributed import row_blocks
+    from eigenlens.linalg.lstsq import lsqr
+
+    g = torch.Generator().manual_seed(5)
+    A = torch.randn(900, 8, generator=g, dtype=torch.float64) * torch.logspace(0, -5, 8, dtype=torch.float64)
+    b = torch.randn(900, generator=g, dtype=torch.float64)
+    R = torch.linalg.qr(A[::7]).R
+    bk = row_blocks(A, block_size=256)
+    y_r, info_r = lsqr(bk, bk.rows(b), R=R, tol=1e-13)
+    y_p, _ = lsqr(bk, bk.rows(b), torch.linalg.inv(R), tol=1e-13)
+    x_np = np.linalg.lstsq(A.numpy(), b.numpy(), rcond=None)[0]
+    x_r = torch.linalg.solve_triangular(R, y_r[:, None], upper=True)[:, 0]
+    np.testing.assert_allclose(x_r.numpy(), x_np, rtol=1e-8)
+    torch.testing.assert_close(y_r, y_p, rtol=1e-8, atol=0)
+    assert info_r["converged"]
+    bb = bk.rows(b)
+    before = bb.clone()
+    lsqr(bk, bb, R=R)  # the right-hand side is not modified by the in-place updates
+    assert torch.equal(bb, before)
+    with pytest.raises(ValueError, match="not both"):
+        lsqr(bk, bb, torch.linalg.inv(R), R=R)

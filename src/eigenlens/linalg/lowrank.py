@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from eigenlens.linalg.distributed import RowBlocks, row_blocks
+from eigenlens.linalg.distributed import LocalRows, RowBlocks, row_blocks
 from eigenlens.linalg.exceptions import ConvergenceWarning
 from eigenlens.linalg.operator import LinearOperator, aslinearoperator
 from eigenlens.linalg.random import gaussian, resolve_generator
@@ -100,29 +100,65 @@ def _check_rank(rank: Any, limit: int, what: str) -> int:
     return rank
 
 
+#: Cholesky-QR is used between power iterations while ``min diag(C) / max diag(C)`` of the Cholesky factor of
+#: ``YᴴY`` stays above this (``κ(Y)`` well below ``eps^{-1/2}``); otherwise the block-wise Householder TSQR.
+CHOLQR_MIN_RATIO = 1e-5
+
+
+def _orth_intermediate(bk: RowBlocks, Y: Any) -> Any:
+    """Orthonormal basis of ``range(Y)`` between power iterations.
+
+    Cholesky-QR (one Gram fold and one small triangular solve per block, a few BLAS-3 calls; the role LU plays
+    in HMT Alg. 4.4 / scikit-learn), falling back to TSQR when ``Y`` is too ill-conditioned. Every decision is
+    taken on replicated quantities, so all backends stay bit-for-bit equal.
+    """
+    G = bk.inner(Y, Y)
+    C, info = torch.linalg.cholesky_ex((G + G.mH) / 2, upper=True)
+    if int(info) == 0:
+        dg = C.diagonal().real
+        if bool(torch.isfinite(dg).all()) and float(dg.min()) > CHOLQR_MIN_RATIO * float(dg.max()):
+            eye = torch.eye(C.shape[0], dtype=C.dtype, device=C.device)
+            return bk.rmul(Y, torch.linalg.solve_triangular(C, eye, upper=True))
+    Q, _ = bk.tsqr(Y)
+    return Q
+
+
+def _sq_fro(bk: RowBlocks) -> float:
+    """``‖A‖_F²`` in one read pass without temporaries for dense explicit blocks (``bk.fro_norm()`` otherwise)."""
+    if isinstance(bk, LocalRows) and not bk.sparse:
+        parts = [(b, (torch.linalg.vector_norm(bk.A[sl]).to(torch.float64) ** 2).reshape(1))
+                 for b, sl in bk._slices()]
+        return float(bk.reduce(parts, (1,))[0])
+    return bk.fro_norm() ** 2
+
+
 def _rsvd_once(
-    bk: RowBlocks, k: int, oversample: int, power_iters: int, g: torch.Generator
+    bk: RowBlocks, k: int, oversample: int, power_iters: int, g: torch.Generator, sq_fro: float | None = None
 ) -> RandomizedSvdResult:
     n, d = bk.shape
     ell = min(k + oversample, n, d)
     Omega = gaussian(d, ell, generator=g, dtype=bk.dtype, device=bk.device)
     probes = gaussian(d, NUM_PROBES, generator=g, dtype=bk.dtype, device=bk.device)
-    Q, _ = bk.tsqr(bk.matmat(Omega))
-    for _ in range(power_iters):
-        Z, _ = torch.linalg.qr(bk.rmatmat(Q))
-        Q, _ = bk.tsqr(bk.matmat(Z))
+    # the probes of the a-posteriori estimate ride along with the last product with A (one pass fewer)
+    X = Omega
+    for i in range(power_iters + 1):
+        Y = bk.matmat(torch.cat([X, probes], dim=1) if i == power_iters else X)
+        if i < power_iters:
+            X, _ = torch.linalg.qr(bk.rmatmat(_orth_intermediate(bk, Y)))
+    Y, Yp = Y[:, :ell], Y[:, ell:]
+    Q, _ = bk.tsqr(Y)  # the final orthonormalisation is always Householder (TSQR)
     Bt = bk.rmatmat(Q)  # Aᴴ Q = Bᴴ, [d, ell]
     V, s, Wh = torch.linalg.svd(Bt, full_matrices=False)  # B = W s Vᴴ
     W = Wh.mH
     u = bk.rmul(Q, W[:, :k])
     s, v = s[:k], V[:, :k]
-    # a-posteriori estimate: ‖(I − u uᴴ) A ω_i‖ (= ‖(A − u s vᴴ) ω_i‖, since u uᴴ A = u s vᴴ)
-    Y = bk.matmat(probes)
-    E = bk.axpby(1.0, Y, -1.0, bk.rmul(u, bk.inner(u, Y)))
+    # a-posteriori estimate: ‖(I − u uᴴ) A ω_i‖ (= ‖(A − u s vᴴ) ω_i‖, since u uᴴ A = u s vᴴ); A ω_i = Yp
+    E = bk.axpby(1.0, Yp, -1.0, bk.rmul(u, bk.inner(u, Yp)))
     est = 10 * math.sqrt(2 / math.pi) * float(torch.sqrt(bk.sqnorms(E).max()))
-    fro2 = bk.fro_norm() ** 2 - float((s.to(torch.float64) ** 2).sum())
-    res = torch.linalg.vector_norm(bk.rmatmat(u) - v * s, dim=0).to(torch.float64)
-    mv = ell * (2 + 2 * power_iters) + 2 * NUM_PROBES + k
+    fro2 = (_sq_fro(bk) if sq_fro is None else sq_fro) - float((s.to(torch.float64) ** 2).sum())
+    # Aᴴ u = Aᴴ Q W_k = Bᴴ W_k: the residuals ‖Aᴴu_i − s_i v_i‖ from the product already at hand
+    res = torch.linalg.vector_norm(Bt @ W[:, :k] - v * s, dim=0).to(torch.float64)
+    mv = ell * (2 + 2 * power_iters) + NUM_PROBES
     return RandomizedSvdResult(u=u, s=s.to(torch.float64), v=v, num_matvecs=mv, converged=True, residual_norms=res,
                                error_estimate=est, frobenius_error=math.sqrt(max(fro2, 0.0)), rank=k)
 
@@ -141,8 +177,10 @@ def randomized_svd(
     """Randomized truncated SVD ``A ≈ u diag(s) vᴴ`` (Halko–Martinsson–Tropp, arXiv 0909.4061).
 
     ``Q = orth(A Ω)`` for a Gaussian ``Ω`` (``d × (rank + oversample)``), ``power_iters`` rounds of
-    ``Q ← orth(A orth(Aᴴ Q))`` (QR after every product, HMT Alg. 4.4: needed in floating point when the
-    spectrum decays slowly), then the SVD of the small ``B = Qᴴ A``. The expected error obeys
+    ``Q ← orth(A orth(Aᴴ Q))`` (re-orthonormalisation after every product, HMT Alg. 4.4: needed in floating
+    point when the spectrum decays slowly; between power iterations by Cholesky-QR, falling back to
+    Householder TSQR when ill-conditioned, as scikit-learn uses LU there; the final ``Q`` always by TSQR),
+    then the SVD of the small ``B = Qᴴ A``. The expected error obeys
     ``E‖A − u s vᴴ‖ ≤ [1 + 4√(k+p)/(p−1) · √min(m,n)]^{1/(2q+1)} σ_{k+1}`` (HMT Cor. 10.10).
 
     Args:
@@ -185,15 +223,19 @@ def randomized_svd(
         raise ValueError(f"randomized_svd: power_iters must be a nonnegative int, got {power_iters!r}")
     if tol is not None and not (isinstance(tol, (int, float)) and 0 < tol < 1):
         raise ValueError(f"randomized_svd: tol must be in (0, 1) (relative to s[0]), got {tol!r}")
-    if isinstance(A, Tensor) and A.layout == torch.strided and not bool(torch.isfinite(A).all()):
+    # ‖A‖_F² (for frobenius_error) doubles as the NaN/Inf check: one read pass, no temporaries
+    sq_fro = _sq_fro(bk)
+    if not math.isfinite(sq_fro) and isinstance(A, Tensor) and A.layout == torch.strided and not bool(
+        torch.isfinite(A).all()
+    ):
         raise ValueError("randomized_svd: A contains NaN or Inf; clean the matrix")
     g = resolve_generator(generator)
     if tol is None:
-        return _rsvd_once(bk, rank, oversample, power_iters, g)
+        return _rsvd_once(bk, rank, oversample, power_iters, g, sq_fro)
     cap = limit if max_rank is None else _check_rank(max_rank, limit, "randomized_svd")
     k, total = rank, 0
     while True:
-        res = _rsvd_once(bk, k, oversample, power_iters, g)
+        res = _rsvd_once(bk, k, oversample, power_iters, g, sq_fro)
         total += res.num_matvecs
         ok = res.error_estimate <= tol * float(res.s[0]) if res.s.numel() else True
         if ok or k >= cap:

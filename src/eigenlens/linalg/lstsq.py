@@ -92,6 +92,7 @@ def lsqr(
     b: Any,
     P: Tensor | None = None,
     *,
+    R: Tensor | None = None,
     y0: Tensor | None = None,
     tol: float = 1e-12,
     max_iters: int = 1000,
@@ -102,6 +103,7 @@ def lsqr(
         bk: the matrix ``A`` as a :class:`~eigenlens.linalg.distributed.RowBlocks`.
         b: right-hand side as a row vector of ``bk`` (``[n, 1]``).
         P: ``[d, r]`` right preconditioner (None = identity).
+        R: ``[d, d]`` upper-triangular preconditioner applied as ``R⁻¹`` by triangular solves (instead of ``P``).
         y0: ``[r]`` starting point (the iteration solves for the correction).
         tol: stop when ``‖Mᵀr‖ ≤ tol·‖M‖·‖r‖`` or ``‖r‖ ≤ tol·‖b‖`` (``M = A P``, LSQR's running ``‖M‖_F``).
         max_iters: iteration budget.
@@ -110,23 +112,46 @@ def lsqr(
         ``y`` and a dict with ``iterations``, ``converged``, ``acond`` (``κ(M)`` estimate), ``history``.
     """
     dt = bk.dtype
+    if P is not None and R is not None:
+        raise ValueError("lsqr: give P or R, not both")
     r = P.shape[1] if P is not None else bk.shape[1]
 
     def M(v: Tensor) -> Any:
-        return bk.matmat(P @ v if P is not None else v)
+        if R is not None:
+            v = torch.linalg.solve_triangular(R, v, upper=True)
+        elif P is not None:
+            v = P @ v
+        return bk.matmat(v)
 
     def MT(u: Any) -> Tensor:
         g = bk.rmatmat(u)
+        if R is not None:
+            return torch.linalg.solve_triangular(R.mH, g, upper=False)
         return P.mT.conj() @ g if P is not None else g
+
+    # row vectors that are torch tensors (in memory, torch.distributed) are updated in place: one kernel per
+    # update instead of three temporaries. ``u·(−α) + Mv`` and ``u·(1/β)`` round exactly like
+    # ``bk.axpby`` (no fused multiply-add), so every backend still gives the same bits.
+    inplace = isinstance(b, Tensor)
+
+    def update(Mv: Any, alpha: float, u: Any) -> Any:  # Mv − α u
+        if inplace:
+            return u.mul_(-alpha).add_(Mv)
+        return bk.axpby(1.0, Mv, -alpha, u)
+
+    def scale(c: float, u: Any) -> Any:
+        if inplace:
+            return u.mul_(c)
+        return bk.axpby(c, u, 0.0, u)
 
     bnorm = float(torch.sqrt(bk.sqnorms(b)[0]))
     y = torch.zeros(r, 1, dtype=dt, device=bk.device) if y0 is None else y0.reshape(r, 1).clone()
-    u = b if y0 is None else bk.axpby(1.0, b, -1.0, M(y))
+    u = (b.clone() if inplace else b) if y0 is None else bk.axpby(1.0, b, -1.0, M(y))
     beta = float(torch.sqrt(bk.sqnorms(u)[0]))
     info: dict[str, Any] = {"iterations": 0, "converged": True, "acond": float("nan"), "history": []}
     if beta == 0.0:
         return y[:, 0], info
-    u = bk.axpby(1.0 / beta, u, 0.0, u)
+    u = scale(1.0 / beta, u)
     v = MT(u)
     alpha = float(torch.linalg.vector_norm(v))
     if alpha == 0.0:
@@ -139,11 +164,11 @@ def lsqr(
     it = 0
     alphas, betas = [alpha], []
     for it in range(1, max_iters + 1):  # noqa: B007 (it is reported after the loop)
-        u = bk.axpby(1.0, M(v), -alpha, u)
+        u = update(M(v), alpha, u)
         beta = float(torch.sqrt(bk.sqnorms(u)[0]))
         anorm = math.sqrt(anorm**2 + alpha**2 + beta**2)
         if beta > 0:
-            u = bk.axpby(1.0 / beta, u, 0.0, u)
+            u = scale(1.0 / beta, u)
             v = MT(u) - beta * v
             alpha = float(torch.linalg.vector_norm(v))
             if alpha > 0:
@@ -204,17 +229,16 @@ def _check_b(bk: RowBlocks, b: Any) -> Any:
 def _factor(SA: Tensor, preconditioner: str, rcond: float) -> tuple[Tensor, Tensor, Tensor, Tensor, str, int]:
     """Factor the sketch: ``(P [d, r], Q_r [m, r], σ [r], V [d, r], kind, rank)``.
 
-    ``P = R⁻¹`` (QR, ``Q_r = Q``) or ``P = V_r Σ_r⁻¹`` (SVD, ``Q_r = U_r``); ``σ, V`` are the singular values
-    and right singular vectors of ``S·A`` (used by the backward-error certificate).
+    ``P = R`` (QR, ``Q_r = Q``; the preconditioner is ``R⁻¹``, applied by triangular solves) or
+    ``P = V_r Σ_r⁻¹`` (SVD, ``Q_r = U_r``; applied by a product); ``σ, V`` are the singular values and right
+    singular vectors of ``S·A`` (used by the backward-error certificate).
     """
     d = SA.shape[1]
     if preconditioner in ("qr", "auto"):
         Q, R = torch.linalg.qr(SA)
         _, sv, Vh = torch.linalg.svd(R)
         if sv[-1] > rcond * sv[0]:
-            eye = torch.eye(d, dtype=SA.dtype, device=SA.device)
-            P = torch.linalg.solve_triangular(R, eye, upper=True)
-            return P, Q, sv, Vh.mH, "qr", d
+            return R, Q, sv, Vh.mH, "qr", d
         if preconditioner == "qr":
             raise ValueError(
                 f"lstsq: A is numerically rank deficient (σ_min/σ_max of the sketch = {float(sv[-1] / sv[0]):.1e} "
@@ -229,11 +253,20 @@ def _factor(SA: Tensor, preconditioner: str, rcond: float) -> tuple[Tensor, Tens
     return V / s[:rank], U[:, :rank], s[:rank], V, "svd", rank
 
 
+def _fro_norm(bk: RowBlocks) -> float:
+    """``‖A‖_F``: for dense explicit blocks one read pass without temporaries (``bk.fro_norm()`` otherwise)."""
+    if isinstance(bk, LocalRows) and not bk.sparse:
+        parts = [(b, (torch.linalg.vector_norm(bk.A[sl]).to(torch.float64) ** 2).reshape(1))
+                 for b, sl in bk._slices()]
+        return float(torch.sqrt(bk.reduce(parts, (1,))[0]))
+    return bk.fro_norm()
+
+
 def _certificate(bk: RowBlocks, b: Any, x: Tensor, sv: Tensor | None, V: Tensor | None) -> dict[str, float]:
     r = bk.axpby(1.0, b, -1.0, bk.matmat(x[:, None]))
     rn = float(torch.sqrt(bk.sqnorms(r)[0]))
     g = bk.rmatmat(r)[:, 0]
-    normA = bk.fro_norm()
+    normA = _fro_norm(bk)
     xn = float(torch.linalg.vector_norm(x))
     gn = float(torch.linalg.vector_norm(g))
     normal = gn / (normA * rn) if rn > 0 and normA > 0 else 0.0
@@ -361,14 +394,21 @@ def lstsq(
     )
     z0 = Qr.mH @ Sb
     cond = float(sv[0] / sv[-1])
+
+    def precondition(y: Tensor) -> Tensor:
+        if kind == "qr":
+            return torch.linalg.solve_triangular(P, y[:, None], upper=True)[:, 0]
+        return P @ y
+
     if method == "sketch_and_solve":
-        x = P @ z0
+        x = precondition(z0)
         cert = _certificate(bk, bvec, x, sv, V)
         return LstsqResult(x=x, iterations=0, method="sketch_and_solve", condition_estimate=cond, rank=rank,
                            preconditioner=kind, sketch_size=m, **cert)
     its = max(200, 4 * d) if max_iters is None else int(max_iters)
-    y, info = lsqr(bk, bvec, P, y0=z0, tol=tol, max_iters=its)
-    x = P @ y
+    y, info = lsqr(bk, bvec, None if kind == "qr" else P, R=P if kind == "qr" else None, y0=z0, tol=tol,
+                   max_iters=its)
+    x = precondition(y)
     if not info["converged"]:
         warnings.warn(
             f"lstsq: LSQR stopped after {info['iterations']} iterations without meeting tol={tol:g} "
