@@ -299,3 +299,37 @@ def test_nan_from_matvec_message_survives():
 
     with pytest.raises(FloatingPointError, match=r"product call #7 .*produced NaN or Inf"):
         el.eigsh(el.linear_operator(mm, (60, 60), symmetric=True), 2)
+
+
+def test_restart_size_follows_arpack_rule():
+    from eigenlens.linalg.eigsh import _restart_size
+
+    # nev + min(nconv, (ncv - nev) / 2), minus the locked pairs; nev = 1 keeps ncv / 2
+    assert _restart_size(5, 5, 0, 20) == 5
+    assert _restart_size(5, 3, 2, 20) == 5
+    assert _restart_size(5, 1, 4, 20) == 5
+    assert _restart_size(20, 10, 10, 41) == 20
+    assert _restart_size(20, 5, 15, 41) == 15
+    assert _restart_size(1, 1, 0, 20) == 10
+
+
+@pytest.mark.parametrize("k", [1, 5, 20])
+def test_clustered_laplacian_matvecs_close_to_arpack(k):
+    import scipy.sparse as sp
+
+    n1, n2 = 40, 64
+    T1 = sp.diags([-np.ones(n1 - 1), 2 * np.ones(n1), -np.ones(n1 - 1)], [-1, 0, 1])
+    T2 = sp.diags([-np.ones(n2 - 1), 2 * np.ones(n2), -np.ones(n2 - 1)], [-1, 0, 1])
+    L = (sp.kron(sp.identity(n2), T1) + sp.kron(T2, sp.identity(n1))).tocsr()
+    res = el.eigsh(el.aslinearoperator(L, symmetric=True), k, which="LA", tol=1e-8)
+    count = [0]
+
+    def mv(x):
+        count[0] += 1
+        return L @ x
+
+    v0 = np.random.default_rng(0).standard_normal(L.shape[0])
+    ref = sla.eigsh(sla.LinearOperator(L.shape, matvec=mv, dtype=float), k, which="LA", tol=1e-8, v0=v0)[0]
+    assert res.converged
+    np.testing.assert_allclose(np.sort(res.eigenvalues.numpy()), np.sort(ref), rtol=1e-12)
+    assert res.num_matvecs <= 1.1 * count[0]

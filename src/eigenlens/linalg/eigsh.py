@@ -9,9 +9,9 @@ where ``H = V_actᴴ A V_act`` is symmetric and ``B`` is the coupling of the nex
 known by symmetry, then reorthogonalises against the whole basis (classical Gram–Schmidt, repeated when it
 cancels, the DGKS criterion) and appends it. The Ritz pairs ``(θ_i, V_act s_i)`` of ``H`` have
 residuals ``‖A v_i − θ_i v_i‖ = ‖B s_i‖``, known without extra products; they are checked after every
-step. When the basis is full, the wanted Ritz vectors and the best others are kept (thick restart:
-Wu & Simon 2000; Krylov–Schur: Stewart 2001), converged wanted pairs are locked (deflated and kept out
-of further Rayleigh–Ritz), and the expansion continues from the pending block.
+step. When the basis is full, the wanted Ritz vectors and a few next ones (ARPACK's adaptive count) are
+kept (thick restart: Wu & Simon 2000; Krylov–Schur: Stewart 2001), converged wanted pairs are locked
+(deflated and kept out of further Rayleigh–Ritz), and the expansion continues from the pending block.
 
 References:
     G. W. Stewart, *A Krylov–Schur algorithm for large eigenproblems*, SIAM J. Matrix Anal. Appl. 23 (2001).
@@ -46,8 +46,6 @@ from eigenlens.linalg.random import resolve_generator
 __all__ = ["eigsh", "EigshResult"]
 
 _WHICH = ("LA", "SA", "LM", "BE")
-#: fraction of the non-wanted part of a full basis kept at a thick restart (Ritz vectors nearest the wanted end)
-_KEEP_FRACTION = 0.5
 #: lock (deflate) converged wanted Ritz pairs at restarts
 _LOCK = True
 
@@ -256,6 +254,21 @@ def _start_block(
         G = torch.randn(j, b, generator=g, dtype=torch.float64).to(device=op.device, dtype=cdtype)
         return X @ G
     return X
+
+
+def _restart_size(k: int, k_rem: int, nconv: int, p: int) -> int:
+    """Active Ritz vectors kept at a thick restart: ARPACK's adaptive rule (``dsaup2``).
+
+    ARPACK keeps ``nev + min(nconv, (ncv - nev) / 2)`` vectors (``nconv`` = converged wanted pairs), and
+    ``ncv / 2`` when that is 1. Here the locked pairs count towards ``nev``, so the active part is the
+    ``k_rem`` unconverged wanted pairs plus the same extra.
+    """
+    extra = min(nconv, (p - k) // 2)
+    if k + extra == 1 and p >= 6:
+        extra = p // 2 - 1
+    elif k + extra == 1 and p > 2:
+        extra = 1
+    return k_rem + extra
 
 
 def _default_ncv(k: int, b: int) -> int:
@@ -476,7 +489,7 @@ def _krylov_schur(
             room = p - b - len(keep_lock) - len(new_lock)
             rest = [i - nlock for i in order.tolist() if i >= nlock and (i - nlock) not in new_lock]
             k_rem = max(k - len(keep_lock) - len(new_lock), 1)
-            nkeep = min(room, k_rem + math.ceil(_KEEP_FRACTION * max(room - k_rem, 0)))
+            nkeep = min(room, _restart_size(k, k_rem, nconv, p))
             keep_act = rest[:nkeep]
             Va = V[:, nlock:nv]
             # (Sᵀ Vᵀ)ᵀ: computed on the row-major storage so that the products and copies stay contiguous
