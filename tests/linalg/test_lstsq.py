@@ -216,3 +216,18 @@ def test_lsqr_triangular_preconditioner_matches_explicit_inverse():
     assert torch.equal(bb, before)
     with pytest.raises(ValueError, match="not both"):
         lsqr(bk, bb, torch.linalg.inv(R), R=R)
+
+
+def test_default_sketch_size_grows_for_very_tall_problems():
+    from eigenlens.linalg.lstsq import _default_sketch_size
+
+    assert _default_sketch_size(3000, 20) == 800  # n ≥ 4·d²: 40·d
+    assert _default_sketch_size(1000, 20) == 200  # otherwise 10·d
+    assert _default_sketch_size(300, 100) == 300  # at most n
+    g = torch.Generator().manual_seed(3)
+    A = torch.randn(3000, 20, generator=g, dtype=torch.float64)
+    b = torch.randn(3000, generator=g, dtype=torch.float64)
+    res = lstsq(A, b, method="sketch_precondition")
+    assert res.sketch_size == 800 and res.converged and res.iterations <= 16
+    np.testing.assert_allclose(res.x.numpy(), np.linalg.lstsq(A.numpy(), b.numpy(), rcond=None)[0], atol=1e-11)
+    assert lstsq(A[:390], b[:390]).method == "direct"  # "auto" keeps its 2·10·d threshold

@@ -3,8 +3,8 @@
 Methods:
 ``"sketch_precondition"`` (Rokhlin & Tygert 2008; Avron, Maymounkov & Toledo, "Blendenpik", 2010;
     Meng, Saunders & Mahoney, "LSRN", arXiv 1109.5981): sketch ``S·A`` (``m = sketch_size`` rows,
-    default ``10·d``), factor ``S·A = Q R`` (or, if ``S·A`` is numerically rank deficient, the SVD
-    ``S·A = U Σ Vᵀ`` truncated at ``rcond``), warm start from the sketch-and-solve solution
+    default ``10·d``, ``40·d`` for very tall ``A``), factor ``S·A = Q R`` (or, if ``S·A`` is numerically rank
+    deficient, the SVD ``S·A = U Σ Vᵀ`` truncated at ``rcond``), warm start from the sketch-and-solve solution
     ``x₀ = R⁻¹ Qᵀ S b``, then LSQR (Paige & Saunders, ACM TOMS 8(1), 1982) on the preconditioned
     problem ``min_y ‖A R⁻¹ y − b‖``. ``κ(A R⁻¹) ≤ (1+ε)/(1−ε)`` for a subspace embedding of distortion
     ``ε``, so the iteration count depends only on ``tol`` and ``d/m``, not on ``κ(A)``. With the SVD
@@ -289,7 +289,14 @@ def _certificate(bk: RowBlocks, b: Any, x: Tensor, sv: Tensor | None, V: Tensor 
 
 
 def _default_sketch_size(n: int, d: int) -> int:
-    return min(n, max(10 * d, d + 20))
+    """``10·d`` rows, raised to ``40·d`` for very tall ``A`` (``n ≥ 4·d²``).
+
+    LSQR on ``A R⁻¹`` contracts by about ``√(d/m)`` per iteration, so ``m = 40·d`` needs ~14 iterations to
+    ``tol = 1e-12`` instead of ~21 at ``10·d``: 14 fewer passes over ``A`` for a QR of ``S·A`` that costs
+    ``2·m·d²`` flops — worth it when ``d² ≪ n`` (the sketch apply itself does not grow with ``m``).
+    """
+    base = max(10 * d, d + 20)
+    return min(n, 4 * base if n >= 4 * d * d else base)
 
 
 # ------------------------------------------------------------------------------------------ public
@@ -321,7 +328,7 @@ def lstsq(
         tol: LSQR stopping tolerance on ``‖Mᵀr‖/(‖M‖‖r‖)`` (and ``‖r‖/‖b‖``); Kaczmarz: on
             ``‖r‖/‖b‖``.
         generator: randomness (None = fresh generator seeded 0); ``seed`` fixes the sketch seed directly.
-        sketch_size: rows of the sketch (default ``10·d``, at most ``n``).
+        sketch_size: rows of the sketch (default ``10·d``, ``40·d`` when ``n ≥ 4·d²``; at most ``n``).
         preconditioner: ``"auto"`` (QR; falls back to the SVD if ``S·A`` is rank deficient — documented,
             reported in ``result.preconditioner``), ``"qr"`` (raises on rank deficiency), ``"svd"``.
         rcond: relative singular-value cutoff for the rank (default ``max(m, d)·eps``).
@@ -375,7 +382,8 @@ def lstsq(
     if rcond is None:
         rcond = max(m, d) * torch.finfo(bk.dtype).eps
     if method == "auto":
-        method = "direct" if (isinstance(bk, LocalRows) and type(bk) is LocalRows and n < 2 * m) else (
+        small = n < 2 * (min(n, max(10 * d, d + 20)) if sketch_size is None else m)
+        method = "direct" if (isinstance(bk, LocalRows) and type(bk) is LocalRows and small) else (
             "sketch_precondition"
         )
     if method == "direct":
