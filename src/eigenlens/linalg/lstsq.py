@@ -28,8 +28,6 @@ normwise backward error, within a small factor of the true one). ``normal_residu
 from __future__ import annotations
 
 import math
-import sys as _sys
-import types as _types
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -503,16 +501,3 @@ def _kaczmarz(bk: RowBlocks, b: Tensor, method: str, tol: float, max_iters: int 
     cert = _certificate(bk, b, x, None, None)
     return LstsqResult(x=x, iterations=it, method=method, converged=converged, **cert)
 
-
-class _CallableModule(_types.ModuleType):
-    """The module is callable: ``eigenlens.linalg.lstsq(...)`` calls the function of the same name.
-
-    Importing the submodule binds the package attribute ``lstsq`` to the module, shadowing the lazily
-    exported function of the same name; this keeps both spellings working.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return lstsq(*args, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule

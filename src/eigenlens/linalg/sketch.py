@@ -35,8 +35,6 @@ Counter-based randomness:
 from __future__ import annotations
 
 import math
-import sys as _sys
-import types as _types
 from collections.abc import Iterator
 from typing import Any
 
@@ -581,16 +579,3 @@ def sketch(
         dtype=dtype, device=device,
     )
 
-
-class _CallableModule(_types.ModuleType):
-    """The module is callable: ``eigenlens.linalg.sketch(...)`` calls the function of the same name.
-
-    Importing the submodule binds the package attribute ``sketch`` to the module, shadowing the lazily
-    exported function of the same name; this keeps both spellings working.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return sketch(*args, **kwargs)
-
-
-_sys.modules[__name__].__class__ = _CallableModule
