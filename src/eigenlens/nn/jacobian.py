@@ -321,28 +321,16 @@ def _gram(J: LinearOperator) -> tuple[LinearOperator, str]:
 
 
 def _top_singular_values(J: LinearOperator, k: int, tol: float, generator: torch.Generator) -> Tensor:
-    """Top-``k`` singular values (descending) by ``svds`` when available, else ``eigsh`` on the Gram matrix."""
+    """Top-``k`` singular values (descending): ``svds`` for ``k < min(J.shape)``, else all from the Gram matrix."""
+    from eigenlens.linalg.svds import svds
+
     r = min(J.shape)
     k = min(k, r)
-    try:
-        from eigenlens.linalg.svds import svds
-    except ImportError:
-        svds = None
-    if svds is not None and k < r:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            res = svds(J, k=k, tol=tol, generator=generator)
-        for w in caught:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        return res.s.to(torch.float64)
-    from eigenlens.linalg.eigsh import eigsh
-
+    if k < r:
+        return svds(J, k=k, tol=tol, generator=generator).s.to(torch.float64)
     G, _ = _gram(J)
-    if k >= G.shape[0]:
-        ev = torch.linalg.eigvalsh(G.to_dense().to(torch.float64))
-        return ev.clamp_min(0).sqrt().flip(0)[:k]
-    res = eigsh(G, k=k, which="LA", tol=tol, generator=generator)
-    return res.eigenvalues.to(torch.float64).clamp_min(0).sqrt()
+    ev = torch.linalg.eigvalsh(G.to_dense().to(torch.float64))
+    return ev.clamp_min(0).sqrt().flip(0)[:k]
 
 
 def _extreme_singular_values(J: LinearOperator, tol: float, generator: torch.Generator) -> tuple[float, float]:
