@@ -17,20 +17,11 @@ import argparse
 import time
 
 import torch
-from sklearn.datasets import load_digits
+from _digits import digits  # examples/_digits.py (the script's folder is on sys.path)
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
 import eigenlens as el
-
-
-def digits(seed: int = 0):
-    X, y = load_digits(return_X_y=True)
-    X = torch.tensor(X, dtype=torch.float32) / 16.0
-    y = torch.tensor(y)
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    tr, te = perm[:1200], perm[1200:]
-    return X[tr], y[tr], X[te], y[te]
 
 
 def train_mlp(X, y, hidden=128, epochs=300, seed=0):
