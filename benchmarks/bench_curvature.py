@@ -16,12 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 import torch
+from _timing import timed
 from torch import nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,16 +59,6 @@ def train(model, X, y, epochs):
     return float((model(X).argmax(1) == y).float().mean())
 
 
-def timed(fn, repeats=5):
-    ts = []
-    out = None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), out
-
-
 def relerr(vals, ref):
     v = np.sort(np.asarray(vals, dtype=np.float64))[::-1][: len(ref)]
     return float(np.max(np.abs(v - ref) / np.abs(ref)))
@@ -99,13 +88,13 @@ def bench(kind, quick):
         model.zero_grad()
         crit(model(X), y).backward()
 
-    t_grad, _ = timed(grad)
+    t_grad, _ = timed(grad, repeats=5)
     model.zero_grad()
     H = el.hessian(model, crit, (X, y))
     v1 = torch.randn(P, 1, generator=torch.Generator().manual_seed(1))
     V10 = torch.randn(P, 10, generator=torch.Generator().manual_seed(2))
     H @ v1
-    t_hvp, _ = timed(lambda: H @ v1)
+    t_hvp, _ = timed(lambda: H @ v1, repeats=5)
     t_hvp10, _ = timed(lambda: H @ V10, repeats=3)
     row.update(grad_s=t_grad, hvp_s=t_hvp, hvp_over_grad=t_hvp / t_grad, hvp_batched10_per_vector_s=t_hvp10 / 10)
     print(f"gradient {t_grad * 1e3:.1f} ms; eigenlens HVP {t_hvp * 1e3:.1f} ms = {t_hvp / t_grad:.2f}x gradient; "

@@ -11,11 +11,11 @@ formula for every solver.
 import argparse
 import json
 import os
-import time
 
 import numpy as np
 import scipy.sparse.linalg as sla
 import torch
+from _timing import timed
 from threadpoolctl import threadpool_limits
 
 from eigenlens.linalg.distributed import row_blocks
@@ -31,15 +31,6 @@ def problem(n, d, kappa, seed=0):
     A = (Q * s) @ V.T
     b = A @ torch.randn(d, generator=g, dtype=torch.float64) + 1e-2 * torch.randn(n, generator=g, dtype=torch.float64)
     return A.contiguous(), b, s, V
-
-
-def timed(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), out
 
 
 def case(kappa, args, threads, prob):

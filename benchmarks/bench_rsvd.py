@@ -11,12 +11,12 @@ run side by side in the same process (torch.set_num_threads + threadpoolctl for 
 import argparse
 import json
 import os
-import time
 
 import numpy as np
 import scipy.fft
 import scipy.sparse.linalg as sla
 import torch
+from _timing import timed
 from sklearn.utils.extmath import randomized_svd as sk_rsvd
 from threadpoolctl import threadpool_limits
 
@@ -44,15 +44,6 @@ def spectral_error(A, U, S, Vt, iters=30, seed=0):
         x /= np.linalg.norm(x)
     y = A @ x - U @ (S * (Vt @ x))
     return np.linalg.norm(y)
-
-
-def timed(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), out
 
 
 def case(decay, args, threads, prob):
