@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from eigenlens._result import Result
-from eigenlens.linalg.operator import LinearOperator, aslinearoperator
+from eigenlens.linalg.operator import LinearOperator
 from eigenlens.linalg.random import gaussian, rademacher, resolve_generator
 from eigenlens.linalg.trace import TraceEstimate
 
@@ -346,19 +346,10 @@ def spectral_density(
         >>> dens.nodes.shape, round(float(dens.moments(1)[1]), 6)     # mean eigenvalue: 50.5 (Rademacher)
         (torch.Size([4, 30]), 50.5)
     """
-    if not isinstance(op, LinearOperator):
-        op = aslinearoperator(op)
-    if not op.is_square:
-        raise ValueError(
-            f"spectral_density needs a square symmetric operator, got shape {op.shape}; for singular values "
-            "of a rectangular A use the density of op.T @ op"
-        )
-    if not op.is_symmetric:
-        raise ValueError(
-            f"spectral_density needs a symmetric operator, but the operator of shape {op.shape} is not tagged "
-            "symmetric; tag it with el.aslinearoperator(A, symmetric=True) or "
-            "el.linear_operator(matmat, shape, symmetric=True), or use op.symmetrized() for (A + Aᵀ)/2"
-        )
+    from eigenlens.linalg.lanczos import _as_operator, _require_symmetric
+
+    op = _as_operator(op, "spectral_density")
+    _require_symmetric(op, "spectral_density")
     num_matvecs = _check_count(num_matvecs, "num_matvecs", "Lanczos steps per probe")
     n = op.shape[0]
     if n == 0:
