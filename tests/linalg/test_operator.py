@@ -41,6 +41,51 @@ class TestScipySparse(OperatorChecks):
         return el.aslinearoperator(M), torch.as_tensor(M.toarray())
 
 
+class TestScipySparseSymmetric(OperatorChecks):
+    def make(self):
+        M = sp.random(7, 7, density=0.5, random_state=5, format="csr")
+        M = M + M.T
+        op = el.aslinearoperator(M)
+        assert isinstance(op, el.SparseMatrixOperator) and op.is_symmetric and op.dtype == F64
+        return op, torch.as_tensor(M.toarray())
+
+
+def test_scipy_sparse_complex_hermitian_products():
+    M = sp.random(7, 5, density=0.5, random_state=5, format="csr") * (1 + 2j)
+    op = el.aslinearoperator(M)
+    D = torch.as_tensor(M.toarray())
+    X = torch.randn(5, 2, dtype=torch.complex128, generator=torch.Generator().manual_seed(0))
+    Y = torch.randn(7, 3, dtype=torch.complex128, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(op @ X, D @ X)
+    torch.testing.assert_close(op.T @ Y, D.mH @ Y)
+    H = el.aslinearoperator(M @ M.conj().T)
+    assert H.is_symmetric and H.dtype == torch.complex128
+
+
+class TestTorchSparseCoo(OperatorChecks):
+    def make(self):
+        M = sp.random(6, 9, density=0.4, random_state=6, format="coo")
+        idx = torch.as_tensor(np.vstack([M.row, M.col]), dtype=torch.int64)
+        T = torch.sparse_coo_tensor(idx, torch.as_tensor(M.data), M.shape, check_invariants=True)
+        op = el.aslinearoperator(T)
+        assert op.A.layout == torch.sparse_csr  # converted once: CSR products are much faster than COO ones
+        return op, torch.as_tensor(M.toarray())
+
+
+def test_scipy_sparse_keeps_scipy_kernels_and_checks_symmetry():
+    M = sp.random(30, 30, density=0.2, random_state=7, format="csc")
+    S = M + M.T
+    op = el.aslinearoperator(S, symmetric=True, dtype=torch.float32)
+    assert isinstance(op, el.SparseMatrixOperator) and op.A.format == "csr" and op.dtype == torch.float32
+    x = torch.randn(30, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(op @ x, torch.as_tensor(S.toarray(), dtype=torch.float32) @ x)
+    with pytest.raises(ValueError, match="sparse matrix is not symmetric"):
+        el.aslinearoperator(M, symmetric=True)
+    assert not el.aslinearoperator(M).is_symmetric
+    with pytest.raises(ValueError, match="exceeds|max_elements|limit"):
+        el.aslinearoperator(S).to_dense(max_elements=10)
+
+
 class TestScipyLinearOperator(OperatorChecks):
     def make(self):
         A = np.random.default_rng(3).standard_normal((5, 3))
@@ -124,6 +169,32 @@ def test_nan_product_is_reported_with_call_number():
     op @ torch.ones(3, dtype=F64)
     with pytest.raises(FloatingPointError, match="call #2.*NaN or Inf"):
         op @ torch.ones(3, dtype=F64)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([1.0, 2.0, 3.0], True),
+        ([1.0, float("nan"), 3.0], False),
+        ([1.0, float("inf"), 3.0], False),
+        ([float("inf"), float("-inf")], False),  # the sum is NaN
+        ([1e308, 1e308, -1e308], True),  # finite entries whose sum overflows: the exact check decides
+        ([], True),
+    ],
+)
+def test_all_finite_matches_the_elementwise_check(values, expected):
+    from eigenlens.linalg.operator import all_finite
+
+    x = torch.tensor(values, dtype=F64)
+    assert all_finite(x) is expected is bool(torch.isfinite(x).all())
+    z = torch.complex(torch.zeros_like(x), x)  # the non-finite part in the imaginary component
+    assert all_finite(z) is expected
+
+
+def test_product_with_an_overflowing_sum_but_finite_entries_is_not_an_error():
+    big = torch.full((4, 1), 1e308, dtype=F64)
+    op = el.linear_operator(lambda X: X, (4, 4), symmetric=True)
+    assert bool(torch.equal(op @ big, big))
 
 
 def test_matvec_counter_and_rmatmul():

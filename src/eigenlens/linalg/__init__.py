@@ -9,6 +9,7 @@ _EXPORTS = {
     # operators
     "LinearOperator": "eigenlens.linalg.operator",
     "DenseOperator": "eigenlens.linalg.operator",
+    "SparseMatrixOperator": "eigenlens.linalg.operator",
     "IdentityOperator": "eigenlens.linalg.operator",
     "aslinearoperator": "eigenlens.linalg.operator",
     "linear_operator": "eigenlens.linalg.operator",

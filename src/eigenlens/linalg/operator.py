@@ -13,6 +13,7 @@ how to tag it (design taken from lineax and curvlinops).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "LinearOperator",
     "DenseOperator",
     "CallableOperator",
+    "SparseMatrixOperator",
     "IdentityOperator",
     "aslinearoperator",
     "linear_operator",
@@ -32,6 +34,21 @@ __all__ = [
 
 #: ``to_dense()`` refuses operators with more entries than this unless a larger ``max_elements`` is given.
 DEFAULT_DENSE_LIMIT = 50_000_000
+
+
+def all_finite(X: Tensor) -> bool:
+    """Whether every entry of ``X`` is finite, in one summation pass in the common case.
+
+    A NaN or ±Inf anywhere makes the sum non-finite (``Inf − Inf`` is NaN, NaN propagates), so a finite sum
+    proves every entry finite; only when the sum is not finite (a NaN/Inf, or an overflow of finite entries)
+    is the exact elementwise check run. About 20× cheaper than ``torch.isfinite(X).all()`` on CPU (no
+    boolean temporary), which matters on the hot path of Krylov methods with cheap products.
+    """
+    if X.numel() == 0:
+        return True
+    if bool(torch.isfinite(X.sum()).all()):
+        return True
+    return bool(torch.isfinite(X).all())
 
 
 
@@ -165,7 +182,7 @@ class LinearOperator:
                 f"{type(self).__name__}: the product returned shape {tuple(Y.shape)}, expected "
                 f"{(rows_out, X2.shape[1])} (a bug in the operator's _matmat/_adjoint)"
             )
-        if not bool(torch.isfinite(Y).all()):
+        if not all_finite(Y):
             raise FloatingPointError(
                 f"{type(self).__name__}: product call #{self._num_calls} ({what}, {X2.shape[1]} vectors) "
                 "produced NaN or Inf; check the operator's inputs (a diverged model, a NaN in the data, "
@@ -274,6 +291,13 @@ class LinearOperator:
 
 
 # ---------------------------------------------------------------------------- concrete operators
+def _to_csr(A: Tensor) -> Tensor:
+    """A torch sparse tensor in CSR layout (without torch's "CSR support is in beta" warning)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return A.coalesce().to_sparse_csr()
+
+
 class DenseOperator(LinearOperator):
     """A dense (or torch-sparse) ``[m, n]`` tensor seen as an operator."""
 
@@ -281,6 +305,8 @@ class DenseOperator(LinearOperator):
         if A.ndim != 2:
             raise ValueError(f"expected a 2-D matrix, got a tensor of shape {tuple(A.shape)}")
         super().__init__(tuple(A.shape), dtype=A.dtype, device=A.device, symmetric=symmetric, psd=psd)
+        if A.layout == torch.sparse_coo:  # CSR products are ~20x faster than COO ones (row-wise, no scatter)
+            A = _to_csr(A)
         self.A = A
         self._AH: Tensor | None = None
 
@@ -292,7 +318,7 @@ class DenseOperator(LinearOperator):
             return self.A @ X
         if self.A.layout != torch.strided:
             if self._AH is None:
-                self._AH = self.A.to_sparse_coo().t().conj().coalesce()
+                self._AH = _to_csr(self.A.to_sparse_coo().t().conj())
             return self._AH @ X
         return self.A.mH @ X
 
@@ -300,6 +326,47 @@ class DenseOperator(LinearOperator):
         if self.A.layout == torch.strided:
             return self.A.clone()
         return super().to_dense(max_elements=max_elements, block_size=block_size)
+
+
+class SparseMatrixOperator(LinearOperator):
+    """A SciPy sparse matrix on the CPU, multiplied by SciPy's compiled CSR kernels.
+
+    Inputs and outputs are torch tensors shared with NumPy without copies (``Tensor.numpy()`` /
+    ``torch.from_numpy``); a single column uses the CSR matrix-vector kernel. On a 100,000-unknown 2-D
+    Laplacian this is ~50× faster than a torch COO product and ~2.5× faster than a torch CSR one (1 thread).
+
+    Attributes:
+        A: the matrix in CSR format, ``[m, n]``.
+    """
+
+    def __init__(self, A: Any, *, dtype: torch.dtype, symmetric: bool = False, psd: bool = False) -> None:
+        np_dtype = torch.empty((), dtype=dtype).numpy().dtype
+        self.A = A.tocsr().astype(np_dtype, copy=False)
+        super().__init__(tuple(self.A.shape), dtype=dtype, device="cpu", symmetric=symmetric, psd=psd)
+        self._AH: Any = None
+
+    @staticmethod
+    def _product(M: Any, X: Tensor) -> Tensor:
+        Xn = X.detach().numpy()
+        if X.shape[1] == 1:
+            return torch.from_numpy(np.ascontiguousarray(M @ Xn[:, 0]))[:, None]
+        return torch.from_numpy(np.ascontiguousarray(M @ Xn))
+
+    def _matmat(self, X: Tensor) -> Tensor:
+        return self._product(self.A, X)
+
+    def _adjoint(self, X: Tensor) -> Tensor:
+        if self.is_symmetric:
+            return self._product(self.A, X)
+        if self._AH is None:
+            self._AH = self.A.conj().T.tocsr()
+        return self._product(self._AH, X)
+
+    def to_dense(self, *, max_elements: int = DEFAULT_DENSE_LIMIT, block_size: int = 256) -> Tensor:
+        m, n = self.shape
+        if m * n > max_elements:
+            return super().to_dense(max_elements=max_elements, block_size=block_size)  # raises with the limit
+        return torch.from_numpy(self.A.toarray())
 
 
 class CallableOperator(LinearOperator):
@@ -509,19 +576,19 @@ def aslinearoperator(
     if sp.issparse(A):
         coo = sp.coo_matrix(A)
         t_dtype = dtype or _np_to_torch_dtype(coo.dtype)
+        if symmetric is None or symmetric or psd:
+            sym = coo.shape[0] == coo.shape[1] and (abs(A - A.conj().T)).max() <= _symmetry_rtol(t_dtype) * max(
+                abs(A).max(), 1e-300
+            )
+            if (symmetric or psd) and not sym:
+                raise ValueError("symmetric=True, but the sparse matrix is not symmetric (‖A − Aᴴ‖ is not ~0)")
+            symmetric = sym
+        if device is None or torch.device(device).type == "cpu":
+            return SparseMatrixOperator(A, dtype=t_dtype, symmetric=bool(symmetric) or psd, psd=psd)
         idx = torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.int64)
         vals = torch.as_tensor(coo.data).to(t_dtype)
         T = torch.sparse_coo_tensor(idx, vals, coo.shape, check_invariants=True).coalesce()
-        if device is not None:
-            T = T.to(device)
-        if symmetric is None:
-            symmetric = coo.shape[0] == coo.shape[1] and (abs(A - A.conj().T)).max() <= _symmetry_rtol(
-                t_dtype
-            ) * max(abs(A).max(), 1e-300)
-        elif symmetric and (coo.shape[0] != coo.shape[1] or (abs(A - A.conj().T)).max() > _symmetry_rtol(
-            t_dtype
-        ) * max(abs(A).max(), 1e-300)):
-            raise ValueError("symmetric=True, but the sparse matrix is not symmetric (‖A − Aᴴ‖ is not ~0)")
+        T = T.to(device)
         return DenseOperator(T, symmetric=bool(symmetric) or psd, psd=psd)
 
     if isinstance(A, ScipyLinearOperator):
@@ -529,11 +596,14 @@ def aslinearoperator(
         dev = torch.device(device or "cpu")
         np_dtype = torch.empty((), dtype=t_dtype).numpy().dtype
 
+        def to_np(X: Tensor) -> np.ndarray:
+            return X.detach().cpu().numpy().astype(np_dtype, copy=False)
+
         def mm(X: Tensor) -> Tensor:
-            return torch.as_tensor(np.asarray(A.matmat(X.cpu().numpy().astype(np_dtype))), dtype=t_dtype).to(dev)
+            return torch.as_tensor(np.asarray(A.matmat(to_np(X))), dtype=t_dtype).to(dev)
 
         def rmm(X: Tensor) -> Tensor:
-            return torch.as_tensor(np.asarray(A.rmatmat(X.cpu().numpy().astype(np_dtype))), dtype=t_dtype).to(dev)
+            return torch.as_tensor(np.asarray(A.rmatmat(to_np(X))), dtype=t_dtype).to(dev)
 
         sym = bool(symmetric) or psd
         return CallableOperator(mm, A.shape, dtype=t_dtype, device=dev, adjoint=rmm, symmetric=sym, psd=psd)
