@@ -44,8 +44,9 @@ def _in_memory():
         S = sketch("sparse_sign", 60, N, seed=7, block_size=BS)
         SA = row_blocks(A, block_size=BS).sketch(S)
         ls = lstsq(A, b, method="sketch_precondition", block_size=BS, seed=7)
-        sv = randomized_svd(A, 4, block_size=BS)
-    return SA, ls, sv
+        sv = randomized_svd(A, 4, block_size=BS)  # b = 12 = D: the subspace-iteration path
+        kr = randomized_svd(A, 2, oversample=2, block_size=BS)  # block Krylov, b = 4, 2 blocks
+    return SA, ls, sv, kr
 
 
 # ------------------------------------------------------------------ local sharding (no processes)
@@ -87,7 +88,9 @@ def _gloo_worker(rank, world, init_file, out_dir):
         SA = bk.sketch(S)
         ls = lstsq(bk, b[r0:r1], method="sketch_precondition", block_size=BS, seed=7)
         sv = randomized_svd(bk, 4, block_size=BS)
-        torch.save({"SA": SA, "x": ls.x, "it": ls.iterations, "s": sv.s, "v": sv.v, "u": sv.u, "r0": r0},
+        kr = randomized_svd(bk, 2, oversample=2, block_size=BS)
+        torch.save({"SA": SA, "x": ls.x, "it": ls.iterations, "s": sv.s, "v": sv.v, "u": sv.u, "r0": r0,
+                    "ks": kr.s, "kv": kr.v, "ku": kr.u},
                    os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -102,12 +105,14 @@ def test_gloo_two_processes_bit_for_bit(tmp_path):
         p.join(timeout=300)
     assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
     res = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
-    SA, ls, sv = _in_memory()
+    SA, ls, sv, kr = _in_memory()
     for r in res:
         assert torch.equal(r["SA"], SA)
         assert torch.equal(r["x"], ls.x) and r["it"] == ls.iterations
         assert torch.equal(r["s"], sv.s) and torch.equal(r["v"], sv.v)
+        assert torch.equal(r["ks"], kr.s) and torch.equal(r["kv"], kr.v)
     assert torch.equal(torch.cat([res[0]["u"], res[1]["u"]]), sv.u)
+    assert torch.equal(torch.cat([res[0]["ku"], res[1]["ku"]]), kr.u)
 
 
 # ------------------------------------------------------------------ Dask (LocalCluster, 2 worker processes)
@@ -131,10 +136,13 @@ def test_dask_local_cluster_bit_for_bit():
             ls_d = lstsq(bk, b.numpy(), method="sketch_precondition", block_size=BS, seed=7)
             sv_d = randomized_svd(bk, 4, block_size=BS)
             u_d = bk.gather(sv_d.u)
-    SA, ls, sv = _in_memory()
+            kr_d = randomized_svd(bk, 2, oversample=2, block_size=BS)
+            ku_d = bk.gather(kr_d.u)
+    SA, ls, sv, kr = _in_memory()
     assert torch.equal(SA_d, SA)
     assert torch.equal(ls_d.x, ls.x) and ls_d.iterations == ls.iterations
     assert torch.equal(sv_d.s, sv.s) and torch.equal(sv_d.v, sv.v) and torch.equal(u_d, sv.u)
+    assert torch.equal(kr_d.s, kr.s) and torch.equal(kr_d.v, kr.v) and torch.equal(ku_d, kr.u)
     # and the answers are right, not only reproducible
     x_np = np.linalg.lstsq(A.numpy(), b.numpy(), rcond=None)[0]
     np.testing.assert_allclose(ls.x.numpy(), x_np, rtol=1e-8)
