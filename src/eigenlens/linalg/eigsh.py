@@ -162,36 +162,40 @@ class _Orth:
         return Qn, R, C
 
 
-def _expand_orthogonalize(V: Tensor, H: Tensor, W: Tensor, nlock: int, nv: int, b: int) -> tuple[Tensor, Tensor]:
-    """Orthogonalise ``W = A P`` (``P = V[:, nv:nv+b]``) against ``V[:, :nv+b]``; returns ``(W⊥, Vᴴ W)``.
+def _expand_orthogonalize(
+    V: Tensor, H: Tensor, W: Tensor, nlock: int, nv: int, b: int, lo: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Orthogonalise ``W = A P`` (``P = V[:, nv:nv+b]``) against ``V[:, :nv+b]`` in place.
 
-    The coefficients on the active basis are known by symmetry (``H[:, nv:nv+b]``: the previous block,
-    or every kept Ritz vector right after a restart), so they are subtracted first without reading the
-    whole basis; ``Pᴴ W`` is removed next, then one full classical Gram–Schmidt pass cleans up, repeated
-    when it cancels more than 30% of the norm (the DGKS criterion; Daniel, Gragg, Kaufman, Stewart 1976).
-    This is full reorthogonalisation at about half the memory traffic of two blind passes.
+    Returns ``(W⊥, C, norms)`` with ``C = Vᴴ W`` (``[nv + b, b]``) and ``norms`` the column norms of ``W⊥``.
+    The coefficients on the active basis are known by symmetry (``H[lo:nv, nv:nv+b]``, nonzero only from row
+    ``lo``: the previous block, or every kept Ritz vector right after a restart), so they are subtracted first
+    without reading the whole basis; ``Pᴴ W`` is removed next, then one full classical Gram–Schmidt pass
+    cleans up, repeated when it cancels more than 30% of the norm (the DGKS criterion; Daniel, Gragg,
+    Kaufman, Stewart 1976). This is full reorthogonalisation at about half the memory traffic of two blind
+    passes; ``W`` must be a tensor the caller owns (it is updated in place, no temporaries of length ``n``).
     """
     C = W.new_zeros(nv + b, b)
-    if nv > nlock:
-        K = H[nlock:nv, nv : nv + b]
-        rows = torch.nonzero(K.abs().sum(dim=1)).flatten()
-        if rows.numel():
-            lo = nlock + int(rows[0])
-            W = W - V[:, lo:nv] @ K[lo - nlock :]
-            C[lo:nv] = K[lo - nlock :]
+    lo = max(lo, nlock)
+    if nv > lo:
+        K = H[lo:nv, nv : nv + b]
+        W.addmm_(V[:, lo:nv], K, alpha=-1)
+        C[lo:nv] = K
     P = V[:, nv : nv + b]
     D = P.mH @ W
-    W = W - P @ D
+    W.addmm_(P, D, alpha=-1)
     C[nv:] = D
     basis = V[:, : nv + b]
+    before = torch.linalg.vector_norm(W, dim=0)
     for _ in range(3):
-        before = torch.linalg.vector_norm(W, dim=0)
         c = basis.mH @ W
-        W = W - basis @ c
-        C = C + c
-        if bool((torch.linalg.vector_norm(W, dim=0) >= 0.7 * before).all()):
+        W.addmm_(basis, c, alpha=-1)
+        C += c
+        after = torch.linalg.vector_norm(W, dim=0)
+        if bool((after >= 0.7 * before).all()):
             break
-    return W, C
+        before = after
+    return W, C, after
 
 
 # ---------------------------------------------------------------------------- argument checks
@@ -272,7 +276,13 @@ def _restart_size(k: int, k_rem: int, nconv: int, p: int) -> int:
 
 
 def _default_ncv(k: int, b: int) -> int:
-    return max(2 * k + b, 20, k + 10 * b)
+    """``max(3k + b, 20, k + 10·b)``: ARPACK's ``2k + 1`` is too tight for clustered ends of the spectrum.
+
+    Measured on the 2-D Laplacian with 100,000 unknowns (tol 1e-8, ``benchmarks/bench_eigsh.py``): top-10
+    10,636 products at ``ncv = 21`` vs 2,814 at 31; top-20 4,938 at 41 vs 2,887 at 61; for 1.5× the basis
+    memory and a cheaper run (fewer restarts).
+    """
+    return max(3 * k + b, 20, k + 10 * b)
 
 
 # ---------------------------------------------------------------------------- the public function
@@ -322,7 +332,7 @@ def eigsh(
             ``j > block_size`` the starting block is ``block_size`` random combinations of the columns (a
             Krylov space of ``Σ c_i u_i`` contains all the ``u_i``); with ``j < block_size`` random columns
             are added.
-        ncv: basis size (default ``max(2k + block_size, 20, k + 10·block_size)``); must be ``>= k + block_size``.
+        ncv: basis size (default ``max(3k + block_size, 20, k + 10·block_size)``); must be ``>= k + block_size``.
         progress: show a tqdm progress bar.
 
     Returns:
@@ -422,7 +432,7 @@ def _krylov_schur(
     H = torch.zeros(p + b, p + b, dtype=cdtype, device=dev)  # H[lock:nv, lock:nv] active, H[nv:nv+b] coupling
     Qs, _, _ = orth.orthonormalize(V[:, :0], start / torch.linalg.vector_norm(start, dim=0).clamp_min(1e-300), 1.0)
     V[:, :b] = Qs
-    nlock, nv = 0, 0
+    nlock, nv, known_lo = 0, 0, 0
     lock_vals = torch.zeros(0, dtype=torch.float64, device=dev)
     lock_res = torch.zeros(0, dtype=torch.float64, device=dev)
     anorm = 0.0
@@ -451,13 +461,18 @@ def _krylov_schur(
             if total + b > budget:
                 break
             P = V[:, nv : nv + b]
-            W = (op @ P.to(op.dtype)).to(cdtype)
+            W = (op @ P.to(op.dtype)).to(cdtype, copy=True)  # our own copy: orthogonalised in place
             total += b
             bar.update(b)
             scale = max(anorm, float(torch.linalg.vector_norm(W, dim=0).max()))
-            W, C = _expand_orthogonalize(V, H, W, nlock, nv, b)
-            Qn, R, C2 = orth.orthonormalize(V[:, : nv + b], W, scale)
-            C = C + C2
+            W, C, wnorm = _expand_orthogonalize(V, H, W, nlock, nv, b, known_lo)
+            if b == 1 and float(wnorm[0]) > orth.rtol * scale:  # the common case: normalise straight into V
+                torch.div(W, wnorm[0], out=V[:, nv + 1 : nv + 2])
+                R = wnorm.to(cdtype).reshape(1, 1)
+            else:
+                Qn, R, C2 = orth.orthonormalize(V[:, : nv + b], W, scale)
+                C = C + C2
+                V[:, nv + b : nv + 2 * b] = Qn
             # commit (H gets column block nv:nv+b, coupling R to the next block; symmetric counterparts)
             H[nlock : nv + b, nv : nv + b] = C[nlock:]
             H[nv : nv + b, nlock:nv] = C[nlock:nv].mH
@@ -465,7 +480,7 @@ def _krylov_schur(
             H[:, nv + b : nv + 2 * b] = 0
             H[nv + b : nv + 2 * b, nv : nv + b] = R
             H[nv : nv + b, nv + b : nv + 2 * b] = R.mH
-            V[:, nv + b : nv + 2 * b] = Qn
+            known_lo = nv  # the next block's known coefficients: Rᴴ, in rows nv:nv+b
             nv += b
 
             # ---- Rayleigh–Ritz on the active part, convergence check
@@ -512,6 +527,7 @@ def _krylov_schur(
             H[nv : nv + b, nlock:nv] = coupling
             H[nlock:nv, nv : nv + b] = coupling.mH
             lock_vals, lock_res = new_lock_vals, new_lock_res
+            known_lo = nlock  # every kept Ritz vector couples to the pending block
             restarts += 1
     except KeyboardInterrupt:
         interrupted = True
