@@ -67,14 +67,38 @@ def test_exact_low_rank_recovered_to_machine_precision():
 def test_tol_mode_grows_rank_until_estimate_met():
     j = torch.arange(100, dtype=F64)
     A = _matrix(200, 100, 0.7**j, seed=3)
-    res = randomized_svd(A, 4, tol=1e-4)
+    res = randomized_svd(A, 4, tol=1e-4, method="subspace")
     assert res.converged and res.error_estimate <= 1e-4 * float(res.s[0])
     assert res.rank in (8, 16, 32, 64)  # doubled from 4
     err = float(torch.linalg.matrix_norm(A - (res.u * res.s) @ res.v.T, ord=2))
     assert err <= 1e-4 * float(res.s[0])
-    with pytest.warns(ConvergenceWarning, match="raise max_rank"):
-        bad = randomized_svd(A, 2, tol=1e-12, max_rank=8)
+    with pytest.warns(ConvergenceWarning, match="raise max_rank or power_iters"):
+        bad = randomized_svd(A, 2, tol=1e-12, max_rank=8, method="subspace")
     assert not bad.converged and bad.rank == 8
+
+
+def test_krylov_tol_mode_reads_the_rank_off_one_growing_space():
+    j = torch.arange(100, dtype=F64)
+    s = 0.7**j
+    A = _matrix(200, 100, s, seed=3)
+    sub = randomized_svd(A, 4, tol=1e-4, method="subspace")
+    res = randomized_svd(A, 4, tol=1e-4, method="krylov")
+    assert res.converged and res.error_estimate <= 1e-4 * float(res.s[0])
+    err = float(torch.linalg.matrix_norm(A - (res.u * res.s) @ res.v.T, ord=2))
+    assert float(s[res.rank]) * (1 - 1e-9) <= err <= 1e-4 * float(res.s[0])
+    # the smallest rank with σ_{r+1} ≤ 1e-4 is 26; the estimate overshoots by < 10x = 6.5 ranks at 0.7^j
+    assert 26 <= res.rank <= 34
+    # singular values within the spectral error, the leading ones to high accuracy
+    torch.testing.assert_close(res.s, s[: res.rank], rtol=0, atol=err)
+    torch.testing.assert_close(res.s[:10], s[:10], rtol=1e-10, atol=0)
+    torch.testing.assert_close(res.u.T @ res.u, torch.eye(res.rank, dtype=F64), atol=1e-13, rtol=0)
+    assert res.num_matvecs % 2 == 0 and res.num_matvecs < sub.num_matvecs
+    # unreachable within max_rank: stops when more blocks stop helping, warns, returns the max_rank result
+    with pytest.warns(ConvergenceWarning, match=r"at rank 8 \(max_rank=8\); raise max_rank$"):
+        bad = randomized_svd(A, 2, tol=1e-12, max_rank=8, method="krylov")
+    assert not bad.converged and bad.rank == 8
+    assert bad.num_matvecs < 200  # stopped by stagnation, not at the size limit
+    torch.testing.assert_close(bad.s, s[:8], rtol=1e-10, atol=0)
 
 
 def test_operator_numpy_and_sparse_inputs_agree():

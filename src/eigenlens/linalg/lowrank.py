@@ -196,17 +196,24 @@ def _orth_small(X: Tensor, V: Tensor | None) -> tuple[Tensor, Tensor, Tensor | N
     return Q, R3 @ R, H + H2 + H3 @ R
 
 
-def _rbki_once(
-    bk: RowBlocks, k: int, block: int, depth: int, g: torch.Generator, sq_fro: float
+def _rbki(
+    bk: RowBlocks, k: int, block: int, depth: int, g: torch.Generator, sq_fro: float,
+    tol: float | None = None, cap: int | None = None,
 ) -> RandomizedSvdResult:
-    """Randomized block Krylov iteration (block Golub–Kahan with full reorthogonalisation), ``depth`` blocks.
+    """Randomized block Krylov iteration (block Golub–Kahan with full reorthogonalisation), up to ``depth`` blocks.
 
-    ``V₁ = orth(Ω)``; for ``j = 1..depth``: ``U_j`` = the part of ``A V_j`` orthogonal to ``U_{<j}``
+    ``V₁ = orth(Ω)``; for ``j = 1..s``: ``U_j`` = the part of ``A V_j`` orthogonal to ``U_{<j}``
     (orthonormalised), ``Aᴴ U_j = V_{≤j} H_j + V_{j+1} R_j``. ``U = [U₁ … U_s]`` spans
     ``A·K_s(AᴴA, Ω)`` and ``Uᴴ A = M Vᴴ`` with ``M`` (``s·b × (s+1)·b``) assembled from the coefficients
     ``[H_j; R_j]ᴴ`` of the ``Aᴴ`` products, so no further pass is needed (Tropp & Webber, arXiv 2306.12418,
-    §RBKI; Musco & Musco, arXiv 1504.05477). ``M = W S Zᴴ`` gives ``u = U W_k``, ``v = V Z_k`` and
-    ``u s vᴴ = u uᴴ A``, the best rank-``k`` approximation of ``A`` from ``range(U)``.
+    §RBKI; Musco & Musco, arXiv 1504.05477). ``M = W S Zᴴ`` gives ``u = U W_r``, ``v = V Z_r`` and
+    ``u s vᴴ = u uᴴ A``, the best rank-``r`` approximation of ``A`` from ``range(U)``.
+
+    Without ``tol``: ``s = depth`` and ``r = k``. With ``tol``: after every block the HMT estimate
+    ``10·√(2/π)·max_i ‖(I − u_r u_rᴴ) A ω_i‖`` is evaluated for every rank ``r`` in ``[k, min(cap, s·b)]`` at
+    once (``A ω = U c + ρ`` with ``ρ ⊥ U``: ``‖(I − u_r u_rᴴ) A ω‖² = ‖ρ‖² + Σ_{i>r} |(Wᴴ c)_i|²``, no
+    cancellation), and the smallest ``r`` with estimate ``≤ tol·s₁`` is returned; the space stops growing at
+    ``depth`` blocks or when the estimate at the largest rank improves by less than 2x over two blocks.
     """
     n, d = bk.shape
     Omega = gaussian(d, block, generator=g, dtype=bk.dtype, device=bk.device)
@@ -215,36 +222,66 @@ def _rbki_once(
     Vj = Vall
     Us: list[Any] = []
     rows: list[Tensor] = []
-    Yp = None
+    coef: list[Tensor] = []
+    Yp = rho = None
+    c_est = 10 * math.sqrt(2 / math.pi)
+    r, ok, history = k, tol is None, []
     for j in range(depth):
         Y = bk.matmat(torch.cat([Vj, probes], dim=1) if j == 0 else Vj)
         if j == 0:  # the probes of the a-posteriori estimate ride along with the first product
             Y, Yp = Y[:, :block], Y[:, block:]
+            rho = Yp
         Us.append(_orth_against(bk, Y, Us))
         X = bk.rmatmat(Us[-1])  # Aᴴ U_j, [d, b]
         Vj, R, H = _orth_small(X, Vall)
         rows.append(torch.cat([H, R], dim=0).mH)  # U_jᴴ A = [H; R]ᴴ [V_{≤j}, V_{j+1}]ᴴ
         Vall = torch.cat([Vall, Vj], dim=1)
-    s_b = depth * block
-    M = torch.zeros(s_b, s_b + block, dtype=bk.dtype, device=bk.device)
-    for j, row in enumerate(rows):
-        M[j * block : (j + 1) * block, : row.shape[1]] = row
+        if tol is None:
+            continue
+        cj = bk.inner(Us[-1], rho)  # U_jᴴ A ω (against what the earlier blocks left: modified Gram–Schmidt)
+        coef.append(cj)
+        rho = bk.axpby(1.0, rho, -1.0, bk.rmul(Us[-1], cj))
+        W, S = torch.linalg.svd(_assemble(rows, block, bk), full_matrices=False)[:2]
+        tail = (W.mH @ torch.cat(coef, dim=0)).abs().square().real.flip(0).cumsum(0).flip(0)  # Σ_{i≥r}
+        tail = torch.cat([tail, torch.zeros_like(tail[:1])], dim=0)
+        base = bk.sqnorms(rho)
+        top = max(k, min(cap if cap is not None else W.shape[0], W.shape[0]))
+        est = [c_est * math.sqrt(float((base + tail[i]).max())) for i in range(k, top + 1)]
+        hits = [i for i, e in enumerate(est) if e <= tol * float(S[0])]
+        history.append(est[-1])
+        if hits:
+            r, ok = k + hits[0], True
+            break
+        r = top
+        if len(history) >= 3 and history[-1] > 0.5 * history[-3]:
+            break  # stagnated: more blocks no longer help at the largest allowed rank
+    s_b = len(Us) * block
+    M = _assemble(rows, block, bk)
     W, s, Zh = torch.linalg.svd(M, full_matrices=False)
     u = None
     for j, Uj in enumerate(Us):
-        part = bk.rmul(Uj, W[j * block : (j + 1) * block, :k])
+        part = bk.rmul(Uj, W[j * block : (j + 1) * block, :r])
         u = part if u is None else bk.axpby(1.0, u, 1.0, part)
-    Z = Zh.mH[:, :k]
-    s = s[:k]
-    v = Vall @ Z
+    Z = Zh.mH[:, :r]
+    s = s[:r]
+    v = Vall[:, : s_b + block] @ Z
     E = bk.axpby(1.0, Yp, -1.0, bk.rmul(u, bk.inner(u, Yp)))
-    est = 10 * math.sqrt(2 / math.pi) * float(torch.sqrt(bk.sqnorms(E).max()))
+    est = c_est * float(torch.sqrt(bk.sqnorms(E).max()))
     fro2 = sq_fro - float((s.to(torch.float64) ** 2).sum())
-    # Aᴴ u = V Mᴴ W_k: the residuals ‖Aᴴu_i − s_i v_i‖ = ‖Mᴴ w_i − s_i z_i‖ (V orthonormal)
-    res = torch.linalg.vector_norm(M.mH @ W[:, :k] - Z * s, dim=0).to(torch.float64)
-    mv = 2 * block * depth + NUM_PROBES
-    return RandomizedSvdResult(u=u, s=s.to(torch.float64), v=v, num_matvecs=mv, converged=True, residual_norms=res,
-                               error_estimate=est, frobenius_error=math.sqrt(max(fro2, 0.0)), rank=k)
+    # Aᴴ u = V Mᴴ W_r: the residuals ‖Aᴴu_i − s_i v_i‖ = ‖Mᴴ w_i − s_i z_i‖ (V orthonormal)
+    res = torch.linalg.vector_norm(M.mH @ W[:, :r] - Z * s, dim=0).to(torch.float64)
+    mv = 2 * block * len(Us) + NUM_PROBES
+    return RandomizedSvdResult(u=u, s=s.to(torch.float64), v=v, num_matvecs=mv, converged=ok, residual_norms=res,
+                               error_estimate=est, frobenius_error=math.sqrt(max(fro2, 0.0)), rank=r)
+
+
+def _assemble(rows: list[Tensor], block: int, bk: RowBlocks) -> Tensor:
+    """``M = Uᴴ A V`` (``s·b × (s+1)·b``) from the rows ``U_jᴴ A V = [H_j; R_j]ᴴ`` (zero beyond column ``(j+1)·b``)."""
+    s_b = len(rows) * block
+    M = torch.zeros(s_b, s_b + block, dtype=bk.dtype, device=bk.device)
+    for j, row in enumerate(rows):
+        M[j * block : (j + 1) * block, : row.shape[1]] = row
+    return M
 
 
 def _rsvd_dispatch(
@@ -256,7 +293,7 @@ def _rsvd_dispatch(
         # the Krylov basis needs depth·b ≤ n (left) and (depth + 1)·b ≤ d (right) orthonormal columns
         depth = min(power_iters + 1, n // b, d // b - 1)
         if depth >= 1:
-            return _rbki_once(bk, k, b, depth, g, sq_fro)
+            return _rbki(bk, k, b, depth, g, sq_fro)
     return _rsvd_once(bk, k, oversample, power_iters, g, sq_fro)
 
 
@@ -307,7 +344,11 @@ def randomized_svd(
         power_iters: power iterations ``q`` (``"krylov"``: ``q + 1`` Krylov blocks); the passes over ``A`` are
             ``2q + 2`` for both methods.
         method: ``"krylov"`` (randomized block Krylov, the default) or ``"subspace"`` (HMT power iteration).
-        tol: if given, double the rank (up to ``max_rank``) until ``error_estimate ≤ tol · s[0]``.
+        tol: if given, return the rank (from ``rank`` up to ``max_rank``) at which ``error_estimate ≤
+            tol · s[0]``. ``"krylov"``: one Krylov space grows block by block (``power_iters`` is ignored) and the
+            smallest rank meeting ``tol`` is read off after every block (the estimate for every rank costs
+            only small products; see :func:`_rbki`). ``"subspace"``: the rank is doubled, each try from
+            scratch with ``power_iters`` iterations.
         max_rank: cap of the ``tol`` mode (default ``min(m, n)``).
         generator: randomness (None = fresh generator seeded 0).
         block_size: rows per block for explicit matrices (distributed results match for equal block sizes).
@@ -353,6 +394,29 @@ def randomized_svd(
     if tol is None:
         return _rsvd_dispatch(bk, rank, oversample, power_iters, method, g, sq_fro)
     cap = limit if max_rank is None else _check_rank(max_rank, limit, "randomized_svd")
+    b = min(rank + oversample, n, d)
+    depth = min(n // b, d // b - 1)
+    if method == "krylov" and depth >= 1:
+        # one growing Krylov space; the rank is chosen inside it
+        res = _rbki(bk, rank, b, depth, g, sq_fro, tol=tol, cap=cap)
+        ok = res.converged
+    else:
+        res, ok = _tol_by_doubling(bk, rank, cap, oversample, power_iters, method, g, sq_fro, tol)
+    if not ok:
+        warnings.warn(
+            f"randomized_svd: the error estimate {res.error_estimate:.2e} exceeds tol·s[0] = "
+            f"{tol * float(res.s[0]):.2e} at rank {res.rank} (max_rank={cap}); raise max_rank"
+            + (" or power_iters" if method == "subspace" else ""),
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return res
+
+
+def _tol_by_doubling(
+    bk: RowBlocks, rank: int, cap: int, oversample: int, power_iters: int, method: str, g: torch.Generator,
+    sq_fro: float, tol: float,
+) -> tuple[RandomizedSvdResult, bool]:
     k, total = rank, 0
     while True:
         res = _rsvd_dispatch(bk, k, oversample, power_iters, method, g, sq_fro)
@@ -361,15 +425,7 @@ def randomized_svd(
         if ok or k >= cap:
             break
         k = min(2 * k, cap)
-    res = dataclasses.replace(res, num_matvecs=total, converged=bool(ok))
-    if not ok:
-        warnings.warn(
-            f"randomized_svd: the error estimate {res.error_estimate:.2e} exceeds tol·s[0] = "
-            f"{tol * float(res.s[0]):.2e} at max_rank={cap}; raise max_rank or power_iters",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
-    return res
+    return dataclasses.replace(res, num_matvecs=total, converged=bool(ok)), bool(ok)
 
 
 def _as_symmetric(op: Any, what: str, psd: bool = False) -> LinearOperator:
