@@ -231,3 +231,24 @@ def test_default_sketch_size_grows_for_very_tall_problems():
     assert res.sketch_size == 800 and res.converged and res.iterations <= 16
     np.testing.assert_allclose(res.x.numpy(), np.linalg.lstsq(A.numpy(), b.numpy(), rcond=None)[0], atol=1e-11)
     assert lstsq(A[:390], b[:390]).method == "direct"  # "auto" keeps its 2·10·d threshold
+
+
+@pytest.mark.parametrize("kappa", [1.0, 1e8])
+def test_fused_lsqr_over_blocks_and_cache_subblocks_matches_numpy(kappa):
+    # several row blocks, each cut into cache sub-blocks (640 rows at d = 100): the one-pass LSQR step
+    from eigenlens.linalg.distributed import fused_subblock_rows
+
+    n, d = 6000, 100
+    assert fused_subblock_rows(d, 8) < 1024
+    A, b = _problem(n, d, kappa, seed=4, noise=1e-2)
+    res = lstsq(A, b, method="sketch_precondition", block_size=1024)
+    x_np, *_ = np.linalg.lstsq(A.numpy(), b.numpy(), rcond=None)
+    xn = np.linalg.norm(x_np)
+    r_np = np.linalg.norm(b.numpy() - A.numpy() @ x_np)
+    assert res.converged and res.iterations <= 30
+    assert res.residual_norm <= r_np * (1 + 1e-10)
+    bound = 1e-14 * kappa * (1 + kappa * r_np / xn)
+    assert np.linalg.norm(res.x.numpy() - x_np) / xn <= max(bound, 1e-12)
+    assert res.backward_error <= 1e-12
+    # the certificate's one-pass residual equals the direct one
+    np.testing.assert_allclose(res.residual_norm, float(torch.linalg.vector_norm(b - A @ res.x)), rtol=1e-12)

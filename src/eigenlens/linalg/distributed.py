@@ -17,7 +17,9 @@ into aligned memory because MKL's kernels may depend on alignment). On torch.dis
 partials are placed in a zero-filled ``[num_blocks, …]`` buffer and summed with ``all_reduce`` (each slot is
 nonzero on exactly one rank, so the sum is exact), then folded on every rank. The tall QR is a
 one-level TSQR (Demmel, Grigori, Hoemmen, Langou, arXiv 0808.2664): QR of each block, QR of the stacked
-``R`` factors in block order.
+``R`` factors in block order. LSQR's step ``U ← A Z − α U`` with ``‖U‖²`` and ``Aᴴ U``
+(:meth:`RowBlocks.update_rmatmat`) reads each block once: the per-block kernel :func:`fused_block` (the
+same function on every backend) works through cache-sized sub-blocks of the block.
 
 Entry points: :func:`row_blocks` (wrap a matrix), :func:`shard_rows` (block-aligned row ranges for
 ranks), :func:`torch_distributed_rows` (this rank's shard), :func:`dask_rows` (a Dask array).
@@ -107,6 +109,29 @@ class RowBlocks:
     def gather(self, U: Any) -> Tensor:
         """The rows of ``U`` held here, as a torch tensor (all rows in memory/Dask; the shard on a rank)."""
         raise NotImplementedError
+
+    def update_rmatmat(
+        self, Z: Tensor, alpha: float, U: Any, *, fro: bool = False
+    ) -> tuple[Any, Tensor, Tensor, Tensor | None]:
+        """``U ← A Z − α U``, then ``‖U[:, j]‖²`` and ``Aᴴ U`` (and ``‖A‖_F²``) from the same read of ``A``.
+
+        The step of LSQR (Paige & Saunders 1982) and of residual certificates: one pass over ``A`` instead of
+        the three of ``matmat``, ``sqnorms`` and ``rmatmat``. The explicit backends run :func:`fused_block` on
+        every row block (its partials folded in block order, so all of them give the same bits); this default
+        composes the unfused methods (matrix-free operators, sparse matrices).
+
+        Args:
+            Z: replicated ``[d, k]``.
+            alpha: the scalar ``α``.
+            U: row vector ``[n, k]``; overwritten where the backend holds it as a tensor — use the return value.
+            fro: also return ``‖A‖_F²`` (float64 ``[1]``).
+
+        Returns:
+            ``(U_new [n, k] row vector, ‖U_new[:, j]‖² [k] (real), Aᴴ U_new [d, k], ‖A‖_F² [1] or None)``.
+        """
+        U = self.axpby(1.0, self.matmat(Z), -alpha, U)
+        f2 = torch.tensor([self.fro_norm() ** 2], dtype=torch.float64) if fro else None
+        return U, self.sqnorms(U), self.rmatmat(U), f2
 
 
 class OperatorRows(RowBlocks):
@@ -343,6 +368,26 @@ class LocalRows(RowBlocks):
             parts.append((b, v))
         return float(torch.sqrt(self.reduce(parts, (1,))[0]))
 
+    def update_rmatmat(
+        self, Z: Tensor, alpha: float, U: Tensor, *, fro: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        if self.sparse:
+            return super().update_rmatmat(Z, alpha, U, fro=fro)
+        if not U.is_contiguous():
+            U = U.contiguous()
+        Z = Z.to(dtype=self.dtype, device=self.device).contiguous()
+        sq, g, f2 = [], [], []
+        for b, sl in self._slices():
+            s_b, g_b, f_b = fused_block(self.A[sl], Z, alpha, U[sl], fro)
+            sq.append((b, s_b))
+            g.append((b, g_b))
+            if fro:
+                f2.append((b, f_b))
+        real = torch.empty((), dtype=self.dtype).real.dtype
+        k = U.shape[1]
+        out_f = self.reduce(f2, (1,)).to(torch.float64) if fro else None
+        return U, self.reduce(sq, (k,)).to(real), self.reduce(g, (self.shape[1], k)), out_f
+
     def gather(self, U: Tensor) -> Tensor:
         return U
 
@@ -477,8 +522,110 @@ class DaskRows(RowBlocks):
         parts = self._partials(_np_frosq, self._blocks(self.A))
         return float(torch.sqrt(fold((torch.from_numpy(p) for p in parts), (1,), torch.float64)[0]))
 
+    def update_rmatmat(
+        self, Z: Tensor, alpha: float, U: Any, *, fro: bool = False
+    ) -> tuple[Any, Tensor, Tensor, Tensor | None]:
+        dask, da = self._dask, self._da
+        Zn = Z.to(self.dtype).cpu().numpy()
+        k = U.shape[1]
+        fn = dask.delayed(_np_fused, nout=4)
+        tasks = [fn(a, u, Zn, float(alpha), fro, b)
+                 for b, (a, u) in enumerate(zip(self._blocks(self.A), self._blocks(U)))]
+        tasks = list(dask.persist(*tasks))  # one kernel run per block; the pieces below index into its result
+        rows = [r1 - r0 for r0, r1 in (self._range(b) for b in range(self.num_blocks))]
+        Unew = da.concatenate([da.from_delayed(t[0], shape=(r, k), dtype=self._np_dtype())
+                               for t, r in zip(tasks, rows)], axis=0).persist()
+        parts = dask.compute(*[(t[1], t[2], t[3]) for t in tasks])
+        real = torch.empty((), dtype=self.dtype).real.dtype
+        sq = self._fold([p[0] for p in parts], (k,)).to(real)
+        g = self._fold([p[1] for p in parts], (self.shape[1], k))
+        f2 = fold((torch.from_numpy(p[2]) for p in parts), (1,), torch.float64) if fro else None
+        return Unew, sq, g, f2
+
     def gather(self, U: Any) -> Tensor:
         return torch.from_numpy(np.ascontiguousarray(np.asarray(U.compute())))
+
+
+# -------------------------------------------------------------------- the fused LSQR step of one block
+#: Bytes of ``A`` per sub-block of :func:`fused_block` (about half of a 1 MiB per-core L2 cache).
+FUSED_SUBBLOCK_BYTES = 2**19
+
+
+def fused_subblock_rows(d: int, itemsize: int) -> int:
+    """Rows per cache-resident sub-block of :func:`fused_block` (``d`` columns of ``itemsize`` bytes).
+
+    A multiple of 64 near :data:`FUSED_SUBBLOCK_BYTES`, so the sub-blocks of an aligned block stay 64-byte
+    aligned; it depends only on ``d`` and the dtype, so every backend cuts a block the same way.
+    """
+    return max(64, (FUSED_SUBBLOCK_BYTES // max(1, d * itemsize)) // 64 * 64)
+
+
+def fused_block(
+    a: Tensor, Z: Tensor, alpha: float, u: Tensor, fro: bool = False
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The per-block work of :meth:`RowBlocks.update_rmatmat` (the same function on every backend).
+
+    Over cache-sized sub-blocks ``a_s`` (:func:`fused_subblock_rows` rows) of the block ``a [n_b, d]``:
+    ``u_s ← a_s Z − α u_s`` in place (rounded as ``u_s·(−α) + a_s Z``), then ``Σ ‖u_s‖²`` and
+    ``Σ a_sᴴ u_s`` accumulated in sub-block order while ``a_s`` is still in cache, so ``A`` is read from
+    memory once per LSQR step instead of twice. On the CPU each sub-block is first streamed by a cheap
+    reduction (``‖a_s‖_F²`` when ``fro``, else a sum), which pulls it into cache faster than the
+    matrix–vector products' own loads, and the products are NumPy's BLAS ``gemv`` calls (their bits do not
+    depend on the BLAS thread count: the threads split the output vector).
+
+    Args:
+        a: ``[n_b, d]`` dense block (strided, row-major).
+        Z: ``[d, k]``.
+        alpha: the scalar ``α``.
+        u: ``[n_b, k]`` contiguous; overwritten with ``a Z − α u``.
+        fro: also return ``‖a‖_F²``.
+
+    Returns:
+        ``(‖u[:, j]‖² [k] real, aᴴ u [d, k], ‖a‖_F² float64 [1] or None)``.
+    """
+    nb, d = a.shape
+    k = u.shape[1]
+    real = torch.empty((), dtype=a.dtype).real.dtype
+    if a.device.type == "cpu" and a.dtype in (torch.float64, torch.float32):
+        sub = fused_subblock_rows(d, a.element_size())
+        an, zn, un = a.detach().numpy(), Z.detach().numpy(), u.detach().numpy()
+        if k == 1:  # 1-D views: NumPy calls gemv (a [n, 1] operand would go through gemm)
+            zn, un = zn[:, 0], un[:, 0]
+        sq = np.zeros(k, dtype=an.dtype)
+        g = np.zeros((d, k), dtype=an.dtype)
+        gk = g[:, 0] if k == 1 else g
+        f2 = 0.0
+        for r0 in range(0, nb, sub):
+            a_s, u_s = an[r0 : r0 + sub], un[r0 : r0 + sub]
+            if fro:
+                flat = a_s.reshape(-1)
+                f2 += float(np.dot(flat, flat))
+            else:
+                a_s.sum()  # streams the sub-block into cache (result unused)
+            t = a_s @ zn
+            u_s *= -alpha
+            u_s += t
+            if k == 1:
+                sq[0] += np.dot(u_s, u_s)
+                gk += u_s @ a_s
+            else:
+                sq += np.einsum("ij,ij->j", u_s, u_s)
+                gk += a_s.T @ u_s
+        f2_t = torch.tensor([f2], dtype=torch.float64) if fro else None
+        return torch.from_numpy(sq), torch.from_numpy(g), f2_t
+    # other devices and complex dtypes: torch, one sub-block on accelerators
+    sub = nb if a.device.type != "cpu" else fused_subblock_rows(d, a.element_size())
+    sq_t = torch.zeros(k, dtype=real, device=a.device)
+    g_t = torch.zeros(d, k, dtype=a.dtype, device=a.device)
+    f2_t = torch.zeros(1, dtype=torch.float64, device=a.device) if fro else None
+    for r0 in range(0, nb, sub):
+        a_s, u_s = a[r0 : r0 + sub], u[r0 : r0 + sub]
+        if f2_t is not None:
+            f2_t += (a_s * a_s.conj()).real.sum().to(torch.float64)
+        u_s.mul_(-alpha).add_(a_s @ Z)
+        sq_t += (u_s * u_s.conj()).real.sum(dim=0)
+        g_t += a_s.mT.conj() @ u_s
+    return sq_t, g_t, f2_t
 
 
 # -------------------------------------------------------------------- block kernels (run on Dask workers)
@@ -512,6 +659,12 @@ def _np_sqnorm(u: np.ndarray, b: int) -> np.ndarray:
 def _np_frosq(a: np.ndarray, b: int) -> np.ndarray:
     A = _t(a)
     return (A * A.conj()).real.sum().reshape(1).to(torch.float64).numpy()
+
+
+def _np_fused(a: np.ndarray, u: np.ndarray, Z: np.ndarray, alpha: float, fro: bool, b: int) -> tuple[Any, ...]:
+    U = _t(u)
+    sq, g, f2 = fused_block(_t(a), _t(Z), alpha, U, fro)
+    return U.numpy(), sq.numpy(), g.numpy(), (f2.numpy() if f2 is not None else None)
 
 
 def _np_block_r(y: np.ndarray, b: int) -> np.ndarray:

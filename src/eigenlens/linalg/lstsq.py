@@ -9,6 +9,9 @@ Methods:
     problem ``min_y ‖A R⁻¹ y − b‖``. ``κ(A R⁻¹) ≤ (1+ε)/(1−ε)`` for a subspace embedding of distortion
     ``ε``, so the iteration count depends only on ``tol`` and ``d/m``, not on ``κ(A)``. With the SVD
     preconditioner ``P = V_r Σ_r⁻¹`` the iterates stay in the row space, giving the minimum-norm solution.
+    Each LSQR step reads ``A`` once (``u ← A R⁻¹ v − α u``, ``‖u‖`` and ``Aᵀu`` per cache-sized row block,
+    :meth:`~eigenlens.linalg.distributed.RowBlocks.update_rmatmat`), as do the warm-start residual and the
+    certificate (``r``, ``‖r‖``, ``Aᵀr`` and ``‖A‖_F`` together).
 ``"sketch_and_solve"``: ``x = argmin ‖S A x − S b‖``, one pass, accuracy ``(1+ε)`` in the residual; with
     a dense sketch (``gaussian``/``srht``) it is also accurate coordinate-wise, the ℓ∞ regime
     ("A nearly-optimal bound for fast regression with ℓ∞ guarantee", Price, Song & Woodruff, arXiv 2302.00248).
@@ -114,43 +117,33 @@ def lsqr(
         raise ValueError("lsqr: give P or R, not both")
     r = P.shape[1] if P is not None else bk.shape[1]
 
-    def M(v: Tensor) -> Any:
+    def precond(v: Tensor) -> Tensor:  # P v, or R⁻¹ v
         if R is not None:
-            v = torch.linalg.solve_triangular(R, v, upper=True)
-        elif P is not None:
-            v = P @ v
-        return bk.matmat(v)
+            return torch.linalg.solve_triangular(R, v, upper=True)
+        return P @ v if P is not None else v
 
-    def MT(u: Any) -> Tensor:
-        g = bk.rmatmat(u)
+    def precond_t(g: Tensor) -> Tensor:  # Pᴴ g, or R⁻ᴴ g
         if R is not None:
             return torch.linalg.solve_triangular(R.mH, g, upper=False)
         return P.mT.conj() @ g if P is not None else g
 
-    # row vectors that are torch tensors (in memory, torch.distributed) are updated in place: one kernel per
-    # update instead of three temporaries. ``u·(−α) + Mv`` and ``u·(1/β)`` round exactly like
-    # ``bk.axpby`` (no fused multiply-add), so every backend still gives the same bits.
-    inplace = isinstance(b, Tensor)
-
-    def update(Mv: Any, alpha: float, u: Any) -> Any:  # Mv − α u
-        if inplace:
-            return u.mul_(-alpha).add_(Mv)
-        return bk.axpby(1.0, Mv, -alpha, u)
-
-    def scale(c: float, u: Any) -> Any:
-        if inplace:
-            return u.mul_(c)
-        return bk.axpby(c, u, 0.0, u)
-
+    # One pass over A per step: bk.update_rmatmat forms û ← A P v − α u, ‖û‖² and Aᴴû block by block while
+    # each block is in cache (Aᴴ of the new vector computed directly, not by a recurrence). The Golub–Kahan
+    # vector u = û/β is kept unnormalised (û, β): the next step uses α u = (α/β) û, so no pass over u is
+    # spent on scaling it. Row vectors that are torch tensors (in memory, torch.distributed) are updated in
+    # place, so û starts as our own copy of b.
     bnorm = float(torch.sqrt(bk.sqnorms(b)[0]))
     y = torch.zeros(r, 1, dtype=dt, device=bk.device) if y0 is None else y0.reshape(r, 1).clone()
-    u = (b.clone() if inplace else b) if y0 is None else bk.axpby(1.0, b, -1.0, M(y))
-    beta = float(torch.sqrt(bk.sqnorms(u)[0]))
+    u = b.clone() if isinstance(b, Tensor) else b
+    if y0 is None:
+        beta2, g = bk.sqnorms(u), bk.rmatmat(u)
+    else:  # û ← b − A P y₀ = A (−P y₀) − (−1)·b, its norm and Aᴴû in one pass
+        u, beta2, g, _ = bk.update_rmatmat(-precond(y), -1.0, u)
+    beta = float(torch.sqrt(beta2[0]))
     info: dict[str, Any] = {"iterations": 0, "converged": True, "acond": float("nan"), "history": []}
     if beta == 0.0:
         return y[:, 0], info
-    u = scale(1.0 / beta, u)
-    v = MT(u)
+    v = precond_t(g / beta)
     alpha = float(torch.linalg.vector_norm(v))
     if alpha == 0.0:
         return y[:, 0], info
@@ -162,12 +155,11 @@ def lsqr(
     it = 0
     alphas, betas = [alpha], []
     for it in range(1, max_iters + 1):  # noqa: B007 (it is reported after the loop)
-        u = update(M(v), alpha, u)
-        beta = float(torch.sqrt(bk.sqnorms(u)[0]))
+        u, beta2, g, _ = bk.update_rmatmat(precond(v), alpha / beta, u)  # û ← A P v − α·(û/β)
+        beta = float(torch.sqrt(beta2[0]))
         anorm = math.sqrt(anorm**2 + alpha**2 + beta**2)
         if beta > 0:
-            u = scale(1.0 / beta, u)
-            v = MT(u) - beta * v
+            v = precond_t(g / beta) - beta * v
             alpha = float(torch.linalg.vector_norm(v))
             if alpha > 0:
                 v = v / alpha
@@ -251,20 +243,13 @@ def _factor(SA: Tensor, preconditioner: str, rcond: float) -> tuple[Tensor, Tens
     return V / s[:rank], U[:, :rank], s[:rank], V, "svd", rank
 
 
-def _fro_norm(bk: RowBlocks) -> float:
-    """``‖A‖_F``: for dense explicit blocks one read pass without temporaries (``bk.fro_norm()`` otherwise)."""
-    if isinstance(bk, LocalRows) and not bk.sparse:
-        parts = [(b, (torch.linalg.vector_norm(bk.A[sl]).to(torch.float64) ** 2).reshape(1))
-                 for b, sl in bk._slices()]
-        return float(torch.sqrt(bk.reduce(parts, (1,))[0]))
-    return bk.fro_norm()
-
-
 def _certificate(bk: RowBlocks, b: Any, x: Tensor, sv: Tensor | None, V: Tensor | None) -> dict[str, float]:
-    r = bk.axpby(1.0, b, -1.0, bk.matmat(x[:, None]))
-    rn = float(torch.sqrt(bk.sqnorms(r)[0]))
-    g = bk.rmatmat(r)[:, 0]
-    normA = _fro_norm(bk)
+    # r = b − A x = A(−x) − (−1)·b, ‖r‖², Aᴴr and ‖A‖_F² in one pass over A (b is not modified)
+    r0 = b.clone() if isinstance(b, Tensor) else b
+    _, rn2, g, f2 = bk.update_rmatmat(-x[:, None], -1.0, r0, fro=True)
+    rn = float(torch.sqrt(rn2[0]))
+    g = g[:, 0]
+    normA = math.sqrt(float(f2[0]))
     xn = float(torch.linalg.vector_norm(x))
     gn = float(torch.linalg.vector_norm(g))
     normal = gn / (normA * rn) if rn > 0 and normA > 0 else 0.0
