@@ -511,13 +511,15 @@ def _krylov_schur(
             Ylock = (S[:, new_lock].mT @ Va.mT).mT if new_lock else V[:, :0]
             Yact = (S[:, keep_act].mT @ Va.mT).mT
             coupling = H[nv : nv + b, nlock:nv] @ S[:, keep_act]
-            pending = V[:, nv : nv + b].clone()
-            old_lock = V[:, keep_lock].clone() if keep_lock else V[:, :0]
+            old_nv = nv
+            old_lock = V[:, keep_lock] if keep_lock else V[:, :0]  # advanced indexing: already a copy
             new_lock_vals = torch.cat([lock_vals[keep_lock], theta[new_lock]])
             new_lock_res = torch.cat([lock_res[keep_lock], res[new_lock]])
             # commit
             nlock = len(keep_lock) + len(new_lock)
             nv = nlock + len(keep_act)
+            # nv <= old_nv, so the writes below the new pending slot never touch the old one
+            pending = V[:, old_nv : old_nv + b] if nv + b <= old_nv else V[:, old_nv : old_nv + b].clone()
             V[:, : len(keep_lock)] = old_lock
             V[:, len(keep_lock) : nlock] = Ylock
             V[:, nlock:nv] = Yact
