@@ -216,19 +216,23 @@ def _check_b(bk: RowBlocks, b: Any) -> Any:
     return bk.rows(b)
 
 
-def _factor(SA: Tensor, preconditioner: str, rcond: float) -> tuple[Tensor, Tensor, Tensor, Tensor, str, int]:
-    """Factor the sketch: ``(P [d, r], Q_r [m, r], σ [r], V [d, r], kind, rank)``.
+def _factor(
+    SA: Tensor, Sb: Tensor, preconditioner: str, rcond: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor, str, int]:
+    """Factor the sketch: ``(P [d, r], z₀ = Q_rᴴ S b [r], σ [r], V [d, r], kind, rank)``.
 
-    ``P = R`` (QR, ``Q_r = Q``; the preconditioner is ``R⁻¹``, applied by triangular solves) or
-    ``P = V_r Σ_r⁻¹`` (SVD, ``Q_r = U_r``; applied by a product); ``σ, V`` are the singular values and right
-    singular vectors of ``S·A`` (used by the backward-error certificate).
+    ``P = R`` (QR ``S·A = Q R``, ``Q_r = Q``; the preconditioner is ``R⁻¹``, applied by triangular solves)
+    or ``P = V_r Σ_r⁻¹`` (SVD, ``Q_r = U_r``; applied by a product); ``σ, V`` are the singular values and
+    right singular vectors of ``S·A`` (used by the backward-error certificate). The QR is that of
+    ``[S·A, S·b]`` without forming ``Q``: its ``R`` holds ``R`` and ``Qᴴ S b`` (Golub & Van Loan, §5.3.3).
     """
     d = SA.shape[1]
     if preconditioner in ("qr", "auto"):
-        Q, R = torch.linalg.qr(SA)
+        Raug = torch.linalg.qr(torch.cat([SA, Sb[:, None]], dim=1), mode="r").R
+        R, z0 = Raug[:d, :d].contiguous(), Raug[:d, d].contiguous()
         _, sv, Vh = torch.linalg.svd(R)
         if sv[-1] > rcond * sv[0]:
-            return R, Q, sv, Vh.mH, "qr", d
+            return R, z0, sv, Vh.mH, "qr", d
         if preconditioner == "qr":
             raise ValueError(
                 f"lstsq: A is numerically rank deficient (σ_min/σ_max of the sketch = {float(sv[-1] / sv[0]):.1e} "
@@ -240,7 +244,7 @@ def _factor(SA: Tensor, preconditioner: str, rcond: float) -> tuple[Tensor, Tens
     if rank == 0:
         raise ValueError("lstsq: A is zero (the sketch of A has no nonzero singular value)")
     V = Vh[:rank].mH
-    return V / s[:rank], U[:, :rank], s[:rank], V, "svd", rank
+    return V / s[:rank], U[:, :rank].mH @ Sb, s[:rank], V, "svd", rank
 
 
 def _certificate(bk: RowBlocks, b: Any, x: Tensor, sv: Tensor | None, V: Tensor | None) -> dict[str, float]:
@@ -380,10 +384,9 @@ def lstsq(
     if not bool(torch.isfinite(SA).all()):
         raise ValueError("lstsq: the sketch of A contains NaN or Inf, so A has non-finite entries; clean the matrix")
     Sb = bk.sketch_rows(S, bvec)[:, 0]
-    P, Qr, sv, V, kind, rank = _factor(
-        SA, "svd" if method == "sketch_and_solve" and preconditioner == "auto" else preconditioner, rcond
+    P, z0, sv, V, kind, rank = _factor(
+        SA, Sb, "svd" if method == "sketch_and_solve" and preconditioner == "auto" else preconditioner, rcond
     )
-    z0 = Qr.mH @ Sb
     cond = float(sv[0] / sv[-1])
 
     def precondition(y: Tensor) -> Tensor:

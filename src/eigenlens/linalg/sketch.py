@@ -64,6 +64,9 @@ DEFAULT_BLOCK_SIZE = 16384
 #: Memory budget of a sketch's cache of drawn (non-dense) blocks.
 CACHE_BYTES = 256 * 2**20
 
+#: dtypes whose sparse-sign / CountSketch block products on the CPU use SciPy's compressed-column product.
+_SCIPY_DTYPES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 
@@ -159,6 +162,18 @@ def fwht_ortho(x: Tensor) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------------ the operator
+def _any_equal_pair(r: Tensor) -> Tensor:
+    """``[n]`` bool: whether row ``i`` of ``r [n, k]`` has two equal entries."""
+    k = r.shape[1]
+    if k > 12:  # one [n, k, k] comparison
+        return (r[:, :, None] == r[:, None, :]).sum(dim=(1, 2)) > k  # any equal pair off the diagonal
+    dup = torch.zeros(r.shape[0], dtype=torch.bool)
+    for i in range(k):  # k(k−1)/2 column comparisons, no [n, k, k] temporary
+        for j in range(i + 1, k):
+            dup |= r[:, i] == r[:, j]
+    return dup
+
+
 def _distinct_rows_signs(n_cols: int, m: int, k: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
     """``k`` distinct rows in ``[0, m)`` and ``k`` random signs for each of ``n_cols`` columns.
 
@@ -171,7 +186,7 @@ def _distinct_rows_signs(n_cols: int, m: int, k: int, g: torch.Generator) -> tup
         todo: Tensor | None = None
         while True:
             r = (v if todo is None else v[todo]) >> 1
-            dup = (r[:, :, None] == r[:, None, :]).sum(dim=(1, 2)) > k  # any equal pair off the diagonal
+            dup = _any_equal_pair(r)
             if not bool(dup.any()):
                 break
             todo = torch.nonzero(dup).flatten() if todo is None else todo[dup]
@@ -322,6 +337,19 @@ class SketchOperator(LinearOperator):
         d = Ab.shape[1]
         if "dense" in rnd:
             return rnd["dense"].to(dtype=dt, device=dev) @ Ab
+        if "rows" in rnd and dev.type == "cpu" and dt in _SCIPY_DTYPES:
+            # S_b in compressed-column form (k nonzeros per column, no sorting needed): SciPy's CSC product
+            # streams A_b once, row by row, scattering each row into its k output rows (faster than a COO
+            # product, which visits A_b in output-row order), and is cheap for a single column too
+            import scipy.sparse as sp
+
+            k = rnd["rows"].shape[1]
+            np_dt = torch.empty(0, dtype=dt).numpy().dtype
+            S = sp.csc_matrix(
+                (rnd["signs"].numpy().astype(np_dt).ravel(), rnd["rows"].numpy().ravel(), np.arange(0, nb * k + 1, k)),
+                shape=(m, nb),
+            )
+            return torch.from_numpy(np.ascontiguousarray(S @ Ab.detach().numpy()))
         if "rows" in rnd:
             k = rnd["rows"].shape[1]
             cols = torch.arange(nb).repeat_interleave(k)
