@@ -205,3 +205,22 @@ def test_update_rmatmat_sparse_and_shards_match_in_memory():
             sq_parts.append((blk, s_b))
             g_parts.append((blk, g_b))
     assert torch.equal(full.reduce(sq_parts, (1,)), sq_f) and torch.equal(full.reduce(g_parts, (D, 1)), g_f)
+
+
+def test_update_rmatmat_bits_do_not_depend_on_the_thread_count():
+    # the fused kernel's NumPy/BLAS products do not follow torch's intra-op thread count
+    g = torch.Generator().manual_seed(8)
+    A = torch.randn(3000, 30, generator=g, dtype=F64)
+    Z = torch.randn(30, 1, generator=g, dtype=F64)
+    U = torch.randn(3000, 1, generator=g, dtype=F64)
+    bk = LocalRows(A, block_size=256)
+    outs = []
+    old = torch.get_num_threads()
+    try:
+        for t in (1, 2, 3):
+            torch.set_num_threads(t)
+            outs.append(bk.update_rmatmat(Z, 0.25, U.clone(), fro=True))
+    finally:
+        torch.set_num_threads(old)
+    for o in outs[1:]:
+        assert all(torch.equal(x, y) for x, y in zip(o, outs[0]))

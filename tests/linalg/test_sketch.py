@@ -298,3 +298,25 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="to_dense"):
         sketch("gaussian", 3, 10).to_scipy_sparse()
     assert isinstance(S, SketchOperator) and "gaussian" in repr(S)
+
+
+@pytest.mark.parametrize("kind", ["sparse_sign", "countsketch"])
+def test_sparse_block_products_on_threads_equal_the_serial_ones(kind):
+    # with more than one intra-op thread the per-block SciPy products run on a thread pool
+    g = torch.Generator().manual_seed(2)
+    A = torch.randn(3000, 7, generator=g, dtype=torch.float64)
+    S = sketch(kind, 50, 3000, seed=4, block_size=256)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = S.apply(A)
+        torch.set_num_threads(3)
+        pooled = S.apply(A)
+        pooled_f32 = S.apply(A.float())
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(serial, pooled)
+    ref = torch.from_numpy(S.to_scipy_sparse() @ A.numpy())
+    torch.testing.assert_close(serial, ref, rtol=1e-12, atol=1e-12)
+    assert pooled_f32.dtype == torch.float32
+    torch.testing.assert_close(pooled_f32, ref.float(), rtol=1e-4, atol=1e-4)

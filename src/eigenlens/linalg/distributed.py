@@ -376,13 +376,11 @@ class LocalRows(RowBlocks):
         if not U.is_contiguous():
             U = U.contiguous()
         Z = Z.to(dtype=self.dtype, device=self.device).contiguous()
-        sq, g, f2 = [], [], []
-        for b, sl in self._slices():
-            s_b, g_b, f_b = fused_block(self.A[sl], Z, alpha, U[sl], fro)
-            sq.append((b, s_b))
-            g.append((b, g_b))
-            if fro:
-                f2.append((b, f_b))
+        slices = self._slices()
+        outs = [fused_block(self.A[sl], Z, alpha, U[sl], fro) for _, sl in slices]
+        sq = [(b, o[0]) for (b, _), o in zip(slices, outs)]
+        g = [(b, o[1]) for (b, _), o in zip(slices, outs)]
+        f2 = [(b, o[2]) for (b, _), o in zip(slices, outs)] if fro else []
         real = torch.empty((), dtype=self.dtype).real.dtype
         k = U.shape[1]
         out_f = self.reduce(f2, (1,)).to(torch.float64) if fro else None
@@ -560,6 +558,11 @@ def fused_subblock_rows(d: int, itemsize: int) -> int:
     return max(64, (FUSED_SUBBLOCK_BYTES // max(1, d * itemsize)) // 64 * 64)
 
 
+def fused_block_numpy(a: Tensor) -> bool:
+    """Whether :func:`fused_block` runs its NumPy kernel on ``a`` (CPU, real float32/float64)."""
+    return a.device.type == "cpu" and a.dtype in (torch.float64, torch.float32)
+
+
 def fused_block(
     a: Tensor, Z: Tensor, alpha: float, u: Tensor, fro: bool = False
 ) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -568,10 +571,11 @@ def fused_block(
     Over cache-sized sub-blocks ``a_s`` (:func:`fused_subblock_rows` rows) of the block ``a [n_b, d]``:
     ``u_s ← a_s Z − α u_s`` in place (rounded as ``u_s·(−α) + a_s Z``), then ``Σ ‖u_s‖²`` and
     ``Σ a_sᴴ u_s`` accumulated in sub-block order while ``a_s`` is still in cache, so ``A`` is read from
-    memory once per LSQR step instead of twice. On the CPU each sub-block is first streamed by a cheap
-    reduction (``‖a_s‖_F²`` when ``fro``, else a sum), which pulls it into cache faster than the
-    matrix–vector products' own loads, and the products are NumPy's BLAS ``gemv`` calls (their bits do not
-    depend on the BLAS thread count: the threads split the output vector).
+    memory once per LSQR step instead of twice. On the CPU (real float32/float64) each sub-block is first
+    streamed by a cheap reduction (``‖a_s‖_F²`` when ``fro``, else a sum), which pulls it into cache faster
+    than the matrix–vector products' own loads (measured: 25–27 ms instead of 45 ms per pass over a
+    200,000 × 200 matrix with one thread, 65 ms unfused), and the products are NumPy's BLAS calls (for
+    ``gemv`` the BLAS threads split the output vector, so the bits do not depend on their number).
 
     Args:
         a: ``[n_b, d]`` dense block (strided, row-major).
@@ -586,14 +590,11 @@ def fused_block(
     nb, d = a.shape
     k = u.shape[1]
     real = torch.empty((), dtype=a.dtype).real.dtype
-    if a.device.type == "cpu" and a.dtype in (torch.float64, torch.float32):
+    if fused_block_numpy(a):
         sub = fused_subblock_rows(d, a.element_size())
         an, zn, un = a.detach().numpy(), Z.detach().numpy(), u.detach().numpy()
-        if k == 1:  # 1-D views: NumPy calls gemv (a [n, 1] operand would go through gemm)
-            zn, un = zn[:, 0], un[:, 0]
         sq = np.zeros(k, dtype=an.dtype)
         g = np.zeros((d, k), dtype=an.dtype)
-        gk = g[:, 0] if k == 1 else g
         f2 = 0.0
         for r0 in range(0, nb, sub):
             a_s, u_s = an[r0 : r0 + sub], un[r0 : r0 + sub]
@@ -602,15 +603,19 @@ def fused_block(
                 f2 += float(np.dot(flat, flat))
             else:
                 a_s.sum()  # streams the sub-block into cache (result unused)
-            t = a_s @ zn
-            u_s *= -alpha
-            u_s += t
-            if k == 1:
-                sq[0] += np.dot(u_s, u_s)
-                gk += u_s @ a_s
+            if k == 1:  # 1-D views, so NumPy calls gemv (an [n, 1] operand would go through gemm)
+                u1 = u_s[:, 0]
+                t = a_s @ zn[:, 0]
+                u1 *= -alpha
+                u1 += t
+                sq[0] += np.dot(u1, u1)
+                g[:, 0] += u1 @ a_s
             else:
+                t = a_s @ zn
+                u_s *= -alpha
+                u_s += t
                 sq += np.einsum("ij,ij->j", u_s, u_s)
-                gk += a_s.T @ u_s
+                g += a_s.T @ u_s
         f2_t = torch.tensor([f2], dtype=torch.float64) if fro else None
         return torch.from_numpy(sq), torch.from_numpy(g), f2_t
     # other devices and complex dtypes: torch, one sub-block on accelerators

@@ -35,7 +35,8 @@ Counter-based randomness:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -99,6 +100,25 @@ def fold(partials: Any, shape: tuple[int, ...], dtype: torch.dtype, device: torc
     for P in partials:
         out += P
     return out
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def map_blocks(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """``[fn(it) for it in items]``, on ``torch.get_num_threads()`` threads when that is more than one.
+
+    For per-block kernels that are single-threaded and release the GIL (NumPy/SciPy loops): the results come
+    back in ``items`` order and each one is computed by one thread, so they do not depend on the thread
+    count. The worker threads are shared (one pool, resized when the thread count changes).
+    """
+    global _POOL
+    nt = torch.get_num_threads()
+    if nt <= 1 or len(items) <= 1:
+        return [fn(it) for it in items]
+    if _POOL is None or _POOL[0] != nt:
+        _POOL = (nt, ThreadPoolExecutor(nt, thread_name_prefix="eigenlens-blocks"))
+    return list(_POOL[1].map(fn, items))
 
 
 # ------------------------------------------------------------------------------------------ fast transforms
@@ -324,12 +344,19 @@ class SketchOperator(LinearOperator):
 
         Returns a dense torch tensor ``[m, d]`` of ``dtype`` (default: ``A_b``'s or the sketch's).
         """
+        return self._block_product(b, self.block_randomness(b), Ab, dtype)
+
+    def _scipy_product(self, Ab: Any, dtype: torch.dtype | None) -> bool:
+        """Whether :meth:`block_product` runs SciPy's single-threaded CSC product (releases the GIL) on ``Ab``."""
+        return (self.kind in ("sparse_sign", "countsketch") and isinstance(Ab, Tensor) and Ab.layout == torch.strided
+                and Ab.device.type == "cpu" and (dtype or Ab.dtype) in _SCIPY_DTYPES)
+
+    def _block_product(self, b: int, rnd: dict[str, Tensor], Ab: Any, dtype: torch.dtype | None) -> Tensor:
         m = self.shape[0]
         r0, r1 = self.block_range(b)
         nb = r1 - r0
         if Ab.shape[0] != nb:
             raise ValueError(f"block {b} covers {nb} rows of A, got a block with {Ab.shape[0]} rows")
-        rnd = self.block_randomness(b)
         if _is_scipy_sparse(Ab):
             return self._block_product_scipy(rnd, Ab, dtype)
         dt = dtype or Ab.dtype
@@ -416,9 +443,23 @@ class SketchOperator(LinearOperator):
             )
         if row_offset + rows > n:
             raise ValueError(f"rows [{row_offset}, {row_offset + rows}) exceed the sketch's n={n}")
-        for b in range(row_offset // self.block_size, -(-(row_offset + rows) // self.block_size)):
+        blocks = list(range(row_offset // self.block_size, -(-(row_offset + rows) // self.block_size)))
+
+        def rows_of(b: int) -> Any:
             r0, r1 = self.block_range(b)
-            yield b, self.block_product(b, A[r0 - row_offset : r1 - row_offset], dtype)
+            return A[r0 - row_offset : r1 - row_offset]
+
+        nt = torch.get_num_threads()
+        if nt > 1 and len(blocks) > 1 and self._scipy_product(A, dtype):
+            # SciPy's products on torch.get_num_threads() threads, nt blocks at a time (bounded memory); the
+            # random numbers are drawn here, in order
+            for i in range(0, len(blocks), nt):
+                chunk = [(b, self.block_randomness(b)) for b in blocks[i : i + nt]]
+                outs = map_blocks(lambda br: self._block_product(br[0], br[1], rows_of(br[0]), dtype), chunk)
+                yield from ((b, P) for (b, _), P in zip(chunk, outs))
+            return
+        for b in blocks:
+            yield b, self.block_product(b, rows_of(b), dtype)
 
     # ---------------------------------------------------------------- public application
     def apply(self, A: Any) -> Tensor:
