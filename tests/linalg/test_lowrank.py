@@ -6,7 +6,7 @@ import torch
 
 import eigenlens as el
 from eigenlens.linalg.exceptions import ConvergenceWarning
-from eigenlens.linalg.lowrank import LowRank, nystrom, randomized_eigsh, randomized_svd
+from eigenlens.linalg.lowrank import LowRank, _num_probes, nystrom, randomized_eigsh, randomized_svd
 from tests.operator_harness import OperatorChecks
 
 F64 = torch.float64
@@ -47,13 +47,20 @@ def test_randomized_svd_within_hmt_bound(decay, q, method):
     # orthonormal factors
     torch.testing.assert_close(res.u.T @ res.u, torch.eye(k, dtype=F64), atol=1e-12, rtol=0)
     torch.testing.assert_close(res.v.T @ res.v, torch.eye(k, dtype=F64), atol=1e-12, rtol=0)
-    assert res.num_matvecs == (k + p) * (2 + 2 * q) + 10  # the 10 probes ride along with the last product
+    # the probes (10, padded to make the product a multiple of 12 columns) ride along with one product
+    assert res.num_matvecs == (k + p) * (2 + 2 * q) + _num_probes(k + p) and _num_probes(k + p) == 16
     from eigenlens.linalg.svds import SvdsResult
 
     assert isinstance(res, SvdsResult) and res.s.dtype == torch.float64
     # residual norms ‖Aᵀu_i − s_i v_i‖ are the exact ones
     exact = torch.linalg.vector_norm(A.T @ res.u - res.v * res.s, dim=0)
     torch.testing.assert_close(res.residual_norms, exact, rtol=1e-8, atol=1e-12)
+
+
+def test_probe_padding():
+    for b in range(1, 200):
+        r = _num_probes(b)
+        assert 10 <= r <= 21 and (b + r) % 12 == 0
 
 
 def test_exact_low_rank_recovered_to_machine_precision():
@@ -276,7 +283,7 @@ def test_krylov_result_fields_are_exact():
     assert s[k] * (1 - 1e-12) <= err <= res.error_estimate
     exact = torch.linalg.vector_norm(A.T @ res.u - res.v * res.s, dim=0)
     torch.testing.assert_close(res.residual_norms, exact, rtol=0, atol=1e-12)
-    # q + 1 blocks of b = k + p columns with A and with Aᵀ, plus the 10 probes
+    # q + 1 blocks of b = k + p columns with A and with Aᵀ, plus the probes (b + 10 = 24 columns: no padding)
     assert res.num_matvecs == 2 * (k + p) * (q + 1) + 10
     # singular values from a subspace are lower bounds (interlacing)
     assert bool((res.s <= s[:k] * (1 + 1e-13)).all())
@@ -313,7 +320,7 @@ def test_krylov_depth_reduced_on_small_matrices():
     s = 0.5 ** torch.arange(30, dtype=F64)
     A = _matrix(40, 30, s, seed=24)
     res = randomized_svd(A, 5, oversample=5, power_iters=3, method="krylov")
-    assert res.num_matvecs == 2 * 10 * 2 + 10
+    assert res.num_matvecs == 2 * 10 * 2 + 14  # 10 + 14 probes = 24 columns
     torch.testing.assert_close(res.s, s[:5], rtol=1e-12, atol=0)
     torch.testing.assert_close(res.u.T @ res.u, torch.eye(5, dtype=F64), atol=1e-13, rtol=0)
     # 2·b > n: not even one Krylov step fits beside the start block; subspace iteration is used (same result)

@@ -35,6 +35,18 @@ __all__ = ["RandomizedSvdResult", "SvdsResult", "LowRank", "randomized_svd", "ny
 #: Test vectors of the a-posteriori estimate: the bound holds with probability ``1 − 10^{-NUM_PROBES}``.
 NUM_PROBES = 10
 
+#: The probes ride along with one product with ``A``; their number is raised from :data:`NUM_PROBES` (by at most
+#: ``PROBE_COLUMN_MULTIPLE − 1``) so that this product has a multiple of ``PROBE_COLUMN_MULTIPLE`` columns.
+#: Measured (benchmarks/RESULTS.md): MKL 2024.2's one-thread dgemm on this AMD EPYC machine runs a
+#: 20,000 × 2,000 by ``2,000 × b`` product at 28–40 GF/s for b = 60, 72, 96 and at 15–25 GF/s for b = 50, 64, 70,
+#: 80, so 60 + 10 probes took 1.8x the time of 60 + 12. Extra probes only make the bound hold with higher probability.
+PROBE_COLUMN_MULTIPLE = 12
+
+
+def _num_probes(b: int) -> int:
+    """Probes riding along with a product of ``b`` columns (``NUM_PROBES`` … ``NUM_PROBES + 11``)."""
+    return NUM_PROBES + (-(b + NUM_PROBES)) % PROBE_COLUMN_MULTIPLE
+
 
 @dataclass(frozen=True)
 class RandomizedSvdResult(SvdsResult):
@@ -48,8 +60,8 @@ class RandomizedSvdResult(SvdsResult):
         converged: ``tol`` met (always True without ``tol``).
         residual_norms: ``[k]`` float64, ``‖Aᴴ u_i − s_i v_i‖``.
         error_estimate: HMT a-posteriori estimate ``10·√(2/π)·max_i ‖(A − u s vᴴ) ω_i‖`` over
-            :data:`NUM_PROBES` Gaussian probes: an upper bound on the spectral error ``‖A − u s vᴴ‖₂`` with
-            probability ``≥ 1 − 10^{-10}``.
+            ``≥`` :data:`NUM_PROBES` Gaussian probes: an upper bound on the spectral error ``‖A − u s vᴴ‖₂``
+            with probability ``≥ 1 − 10^{-10}``.
         frobenius_error: ``(‖A‖_F² − Σ s_i²)^{1/2}`` = ``‖A − u s vᴴ‖_F`` (exact up to cancellation).
         rank: ``k``.
     """
@@ -138,7 +150,7 @@ def _rsvd_once(
     n, d = bk.shape
     ell = min(k + oversample, n, d)
     Omega = gaussian(d, ell, generator=g, dtype=bk.dtype, device=bk.device)
-    probes = gaussian(d, NUM_PROBES, generator=g, dtype=bk.dtype, device=bk.device)
+    probes = gaussian(d, _num_probes(ell), generator=g, dtype=bk.dtype, device=bk.device)
     # the probes of the a-posteriori estimate ride along with the last product with A (one pass fewer)
     X = Omega
     for i in range(power_iters + 1):
@@ -158,7 +170,7 @@ def _rsvd_once(
     fro2 = (_sq_fro(bk) if sq_fro is None else sq_fro) - float((s.to(torch.float64) ** 2).sum())
     # Aᴴ u = Aᴴ Q W_k = Bᴴ W_k: the residuals ‖Aᴴu_i − s_i v_i‖ from the product already at hand
     res = torch.linalg.vector_norm(Bt @ W[:, :k] - v * s, dim=0).to(torch.float64)
-    mv = ell * (2 + 2 * power_iters) + NUM_PROBES
+    mv = ell * (2 + 2 * power_iters) + probes.shape[1]
     return RandomizedSvdResult(u=u, s=s.to(torch.float64), v=v, num_matvecs=mv, converged=True, residual_norms=res,
                                error_estimate=est, frobenius_error=math.sqrt(max(fro2, 0.0)), rank=k)
 
@@ -217,7 +229,7 @@ def _rbki(
     """
     n, d = bk.shape
     Omega = gaussian(d, block, generator=g, dtype=bk.dtype, device=bk.device)
-    probes = gaussian(d, NUM_PROBES, generator=g, dtype=bk.dtype, device=bk.device)
+    probes = gaussian(d, _num_probes(block), generator=g, dtype=bk.dtype, device=bk.device)
     Vall, _, _ = _orth_small(Omega, None)
     Vj = Vall
     Us: list[Any] = []
@@ -270,7 +282,7 @@ def _rbki(
     fro2 = sq_fro - float((s.to(torch.float64) ** 2).sum())
     # Aᴴ u = V Mᴴ W_r: the residuals ‖Aᴴu_i − s_i v_i‖ = ‖Mᴴ w_i − s_i z_i‖ (V orthonormal)
     res = torch.linalg.vector_norm(M.mH @ W[:, :r] - Z * s, dim=0).to(torch.float64)
-    mv = 2 * block * len(Us) + NUM_PROBES
+    mv = 2 * block * len(Us) + probes.shape[1]
     return RandomizedSvdResult(u=u, s=s.to(torch.float64), v=v, num_matvecs=mv, converged=ok, residual_norms=res,
                                error_estimate=est, frobenius_error=math.sqrt(max(fro2, 0.0)), rank=r)
 
@@ -312,7 +324,8 @@ def randomized_svd(
     """Randomized truncated SVD ``A ≈ u diag(s) vᴴ``: block Krylov (default) or subspace iteration.
 
     Both draw a Gaussian ``Ω`` (``n × b``, ``b = rank + oversample``) and read ``A`` ``2·power_iters + 2``
-    times (``b`` columns per pass; one pass carries :data:`NUM_PROBES` extra columns for the error estimate).
+    times (``b`` columns per pass; one pass carries 10–21 extra columns for the error estimate, see
+    :data:`PROBE_COLUMN_MULTIPLE`).
 
     ``method="krylov"`` (randomized block Krylov iteration, Musco & Musco arXiv 1504.05477, Tropp & Webber
     arXiv 2306.12418): block Golub–Kahan bidiagonalisation with full reorthogonalisation builds orthonormal
