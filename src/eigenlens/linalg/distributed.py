@@ -376,15 +376,19 @@ class LocalRows(RowBlocks):
         if not U.is_contiguous():
             U = U.contiguous()
         Z = Z.to(dtype=self.dtype, device=self.device).contiguous()
-        slices = self._slices()
-        outs = [fused_block(self.A[sl], Z, alpha, U[sl], fro) for _, sl in slices]
-        sq = [(b, o[0]) for (b, _), o in zip(slices, outs)]
-        g = [(b, o[1]) for (b, _), o in zip(slices, outs)]
-        f2 = [(b, o[2]) for (b, _), o in zip(slices, outs)] if fro else []
+        d, k = self.shape[1], U.shape[1]
+        gs, f2 = [], []
+        for b, sl in self._slices():
+            s_b, g_b, f_b = fused_block(self.A[sl], Z, alpha, U[sl], fro)
+            # Aᴴu and ‖u‖² packed in one partial: one reduction (one all_reduce on torch.distributed); the fold
+            # is elementwise, so the bits are those of two separate folds
+            gs.append((b, torch.cat([g_b.reshape(-1), s_b.to(g_b.dtype)])))
+            if fro:
+                f2.append((b, f_b))
+        red = self.reduce(gs, (d * k + k,))
         real = torch.empty((), dtype=self.dtype).real.dtype
-        k = U.shape[1]
         out_f = self.reduce(f2, (1,)).to(torch.float64) if fro else None
-        return U, self.reduce(sq, (k,)).to(real), self.reduce(g, (self.shape[1], k)), out_f
+        return U, red[d * k :].real.to(real), red[: d * k].reshape(d, k), out_f
 
     def gather(self, U: Tensor) -> Tensor:
         return U
@@ -598,9 +602,8 @@ def fused_block(
         f2 = 0.0
         for r0 in range(0, nb, sub):
             a_s, u_s = an[r0 : r0 + sub], un[r0 : r0 + sub]
-            if fro:
-                flat = a_s.reshape(-1)
-                f2 += float(np.dot(flat, flat))
+            if fro:  # NumPy's own (single-threaded) loop: the same bits for any BLAS thread count
+                f2 += float(np.einsum("ij,ij->", a_s, a_s))
             else:
                 a_s.sum()  # streams the sub-block into cache (result unused)
             if k == 1:  # 1-D views, so NumPy calls gemv (an [n, 1] operand would go through gemm)
