@@ -151,10 +151,12 @@ def test_dask_local_cluster_bit_for_bit():
 # ------------------------------------------------------------------ the fused LSQR step
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.complex128])
 @pytest.mark.parametrize("k", [1, 3])
-def test_update_rmatmat_equals_the_unfused_composition(dtype, k):
+def test_update_rmatmat_equals_the_unfused_composition(dtype, k, monkeypatch):
+    import eigenlens.linalg.distributed as dist_mod
     from eigenlens.linalg.distributed import OperatorRows, fused_subblock_rows
     from eigenlens.linalg.operator import aslinearoperator
 
+    monkeypatch.setattr(dist_mod, "FUSED_SUBBLOCK_BYTES", 2**16)  # 200-row sub-blocks at d = 40
     g = torch.Generator().manual_seed(3)
     n, d = 5000, 40  # several blocks of BS = 2048 rows, each cut into several cache sub-blocks
     assert fused_subblock_rows(d, 8) < 2048
