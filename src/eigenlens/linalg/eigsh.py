@@ -28,6 +28,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -48,6 +49,11 @@ __all__ = ["eigsh", "EigshResult"]
 _WHICH = ("LA", "SA", "LM", "BE")
 #: lock (deflate) converged wanted Ritz pairs at restarts
 _LOCK = True
+#: Rayleigh–Ritz (an ``O(m³)`` eigensolve of the ``m × m`` active matrix) runs after every step while
+#: ``m < 2·_RR_SIZE`` and after every ``⌊m / _RR_SIZE⌋``-th step beyond, always before a restart: for cheap
+#: products a per-step eigensolve of a 60 × 60 matrix would cost more than the step itself, for expensive
+#: ones at most ``⌊m / _RR_SIZE⌋ − 1`` extra products are spent past convergence.
+_RR_SIZE = 20
 
 
 @dataclass(frozen=True)
@@ -78,15 +84,15 @@ class EigshResult(Result):
 
 
 # ---------------------------------------------------------------------------- selection helpers
-def _preference(theta: Tensor, which: str) -> Tensor:
-    """Indices of ``theta`` from most to least wanted."""
+def _preference(theta: np.ndarray, which: str) -> np.ndarray:
+    """Indices of ``theta`` (``[m]`` float64) from most to least wanted (stable among ties)."""
     if which == "LA":
-        return torch.argsort(theta, descending=True, stable=True)
+        return np.argsort(-theta, kind="stable")
     if which == "SA":
-        return torch.argsort(theta, stable=True)
+        return np.argsort(theta, kind="stable")
     if which == "LM":
-        return torch.argsort(theta.abs(), descending=True, stable=True)
-    asc = torch.argsort(theta, stable=True).tolist()  # BE: alternate largest, smallest, ...
+        return np.argsort(-np.abs(theta), kind="stable")
+    asc = np.argsort(theta, kind="stable").tolist()  # BE: alternate largest, smallest, ...
     out, lo, hi = [], 0, len(asc) - 1
     while lo <= hi:
         out.append(asc[hi])
@@ -94,15 +100,15 @@ def _preference(theta: Tensor, which: str) -> Tensor:
         if lo <= hi:
             out.append(asc[lo])
             lo += 1
-    return torch.tensor(out, dtype=torch.long)
+    return np.asarray(out, dtype=np.int64)
 
 
-def _output_order(theta: Tensor, which: str) -> Tensor:
+def _output_order(theta: np.ndarray, which: str) -> np.ndarray:
     if which == "LA":
-        return torch.argsort(theta, descending=True, stable=True)
+        return np.argsort(-theta, kind="stable")
     if which == "LM":
-        return torch.argsort(theta.abs(), descending=True, stable=True)
-    return torch.argsort(theta, stable=True)
+        return np.argsort(-np.abs(theta), kind="stable")
+    return np.argsort(theta, kind="stable")
 
 
 # ---------------------------------------------------------------------------- orthogonalisation
@@ -163,34 +169,35 @@ class _Orth:
 
 
 def _expand_orthogonalize(
-    V: Tensor, H: Tensor, W: Tensor, nlock: int, nv: int, b: int, lo: int
-) -> tuple[Tensor, Tensor, Tensor]:
+    V: Tensor, H: np.ndarray, W: Tensor, nlock: int, nv: int, b: int, lo: int
+) -> tuple[Tensor, np.ndarray, Tensor]:
     """Orthogonalise ``W = A P`` (``P = V[:, nv:nv+b]``) against ``V[:, :nv+b]`` in place.
 
-    Returns ``(W⊥, C, norms)`` with ``C = Vᴴ W`` (``[nv + b, b]``) and ``norms`` the column norms of ``W⊥``.
-    The coefficients on the active basis are known by symmetry (``H[lo:nv, nv:nv+b]``, nonzero only from row
-    ``lo``: the previous block, or every kept Ritz vector right after a restart), so they are subtracted first
-    without reading the whole basis; ``Pᴴ W`` is removed next, then one full classical Gram–Schmidt pass
-    cleans up, repeated when it cancels more than 30% of the norm (the DGKS criterion; Daniel, Gragg,
-    Kaufman, Stewart 1976). This is full reorthogonalisation at about half the memory traffic of two blind
-    passes; ``W`` must be a tensor the caller owns (it is updated in place, no temporaries of length ``n``).
+    Returns ``(W⊥, C, norms)`` with ``C = Vᴴ W`` (NumPy ``[nv + b, b]``) and ``norms`` the column norms of
+    ``W⊥``. The coefficients on the active basis are known by symmetry (``H[lo:nv, nv:nv+b]``, nonzero only
+    from row ``lo``: the previous block, or every kept Ritz vector right after a restart), so they are
+    subtracted first without reading the whole basis; ``Pᴴ W`` is removed next, then one full classical
+    Gram–Schmidt pass cleans up, repeated when it cancels more than 30% of the norm (the DGKS criterion;
+    Daniel, Gragg, Kaufman, Stewart 1976). This is full reorthogonalisation at about half the memory traffic of
+    two blind passes; ``W`` must be a tensor the caller owns (it is updated in place, no temporaries of
+    length ``n``).
     """
-    C = W.new_zeros(nv + b, b)
+    C = np.zeros((nv + b, b), dtype=H.dtype)
     lo = max(lo, nlock)
     if nv > lo:
         K = H[lo:nv, nv : nv + b]
-        W.addmm_(V[:, lo:nv], K, alpha=-1)
+        W.addmm_(V[:, lo:nv], torch.from_numpy(np.ascontiguousarray(K)).to(W.device), alpha=-1)
         C[lo:nv] = K
     P = V[:, nv : nv + b]
     D = P.mH @ W
     W.addmm_(P, D, alpha=-1)
-    C[nv:] = D
+    C[nv:] = D.cpu().numpy()
     basis = V[:, : nv + b]
     before = torch.linalg.vector_norm(W, dim=0)
     for _ in range(3):
         c = basis.mH @ W
         W.addmm_(basis, c, alpha=-1)
-        C += c
+        C += c.cpu().numpy()
         after = torch.linalg.vector_norm(W, dim=0)
         if bool((after >= 0.7 * before).all()):
             break
@@ -399,8 +406,9 @@ def _dense(op: LinearOperator, k: int, which: str, tol: float) -> EigshResult:
     A = op.to_dense().to(_compute_dtype(op.dtype))
     A = (A + A.mH) / 2
     theta, S = torch.linalg.eigh(A)
-    sel = _preference(theta, which)[:k]
-    sel = sel[_output_order(theta[sel], which)]
+    th = theta.to(torch.float64).cpu().numpy()
+    sel = _preference(th, which)[:k]
+    sel = torch.from_numpy(sel[_output_order(th[sel], which)]).to(A.device)
     vals, vecs = theta[sel], S[:, sel]
     res = torch.linalg.vector_norm(A @ vecs - vecs * vals.to(vecs.dtype), dim=0).to(torch.float64)
     anorm = float(theta.abs().max())
@@ -432,28 +440,34 @@ def _krylov_schur(
     n, dev = op.shape[0], op.device
     orth = _Orth(n, cdtype, dev, g, _breakdown_rtol(n, op.dtype))
     V = torch.zeros(p + b, n, dtype=cdtype, device=dev).mT  # [n, p + b], column j contiguous in memory
-    H = torch.zeros(p + b, p + b, dtype=cdtype, device=dev)  # H[lock:nv, lock:nv] active, H[nv:nv+b] coupling
+    # the small projected matrix lives in NumPy (host): its many tiny updates cost ~1 µs there, ~5 µs as torch ops
+    np_dtype = np.complex128 if cdtype.is_complex else np.float64
+    H = np.zeros((p + b, p + b), dtype=np_dtype)  # H[lock:nv, lock:nv] active, H[nv:nv+b] coupling
     Qs, _, _ = orth.orthonormalize(V[:, :0], start / torch.linalg.vector_norm(start, dim=0).clamp_min(1e-300), 1.0)
     V[:, :b] = Qs
-    nlock, nv, known_lo = 0, 0, 0
-    lock_vals = torch.zeros(0, dtype=torch.float64, device=dev)
-    lock_res = torch.zeros(0, dtype=torch.float64, device=dev)
+    nlock, nv, known_lo, since_check = 0, 0, 0, 0
+    lock_vals = np.zeros(0)
+    lock_res = np.zeros(0)
     anorm = 0.0
     total, restarts = 0, 0
     converged = False
     interrupted = False
+    tiny = float(np.finfo(np.float64).tiny)
 
-    def rayleigh_ritz() -> tuple[Tensor, Tensor, Tensor]:
+    def rayleigh_ritz() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         Ha = H[nlock:nv, nlock:nv]
-        theta, S = torch.linalg.eigh((Ha + Ha.mH) / 2)
-        res = torch.linalg.vector_norm(H[nv : nv + b, nlock:nv] @ S, dim=0).to(torch.float64)
-        return theta.to(torch.float64), S, res
+        theta, S = np.linalg.eigh((Ha + Ha.conj().T) / 2)
+        res = np.linalg.norm(H[nv : nv + b, nlock:nv] @ S, axis=0)
+        return theta, S, res
 
-    def wanted(theta: Tensor, res: Tensor, thr: float) -> tuple[Tensor, Tensor, Tensor]:
+    def wanted(theta: np.ndarray, res: np.ndarray, thr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Preference order over locked + active candidates; returns (order, values, is_converged)."""
-        vals = torch.cat([lock_vals, theta])
-        conv = torch.cat([torch.ones_like(lock_vals, dtype=torch.bool), res <= thr])
-        return _preference(vals.cpu(), which).to(dev), vals, conv
+        vals = np.concatenate([lock_vals, theta]) if nlock else theta
+        conv = np.concatenate([np.ones(nlock, dtype=bool), res <= thr]) if nlock else res <= thr
+        return _preference(vals, which), vals, conv
+
+    def to_torch(M: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.ascontiguousarray(M)).to(device=dev, dtype=cdtype)
 
     from tqdm.auto import tqdm
 
@@ -464,37 +478,46 @@ def _krylov_schur(
             if total + b > budget:
                 break
             P = V[:, nv : nv + b]
-            W = (op @ P.to(op.dtype)).to(cdtype, copy=True)  # our own copy: orthogonalised in place
+            W = (op @ (P if op.dtype == cdtype else P.to(op.dtype))).to(cdtype, copy=True)  # ours: updated in place
             total += b
-            bar.update(b)
             scale = max(anorm, float(torch.linalg.vector_norm(W, dim=0).max()))
             W, C, wnorm = _expand_orthogonalize(V, H, W, nlock, nv, b, known_lo)
-            if b == 1 and float(wnorm[0]) > orth.rtol * scale:  # the common case: normalise straight into V
-                torch.div(W, wnorm[0], out=V[:, nv + 1 : nv + 2])
-                R = wnorm.to(cdtype).reshape(1, 1)
+            r0 = float(wnorm[0])
+            if b == 1 and r0 > orth.rtol * scale:  # the common case: normalise straight into V
+                torch.div(W, r0, out=V[:, nv + 1 : nv + 2])
+                R = np.full((1, 1), r0, dtype=np_dtype)
             else:
-                Qn, R, C2 = orth.orthonormalize(V[:, : nv + b], W, scale)
-                C = C + C2
+                Qn, Rt, C2 = orth.orthonormalize(V[:, : nv + b], W, scale)
+                C += C2.cpu().numpy()
+                R = Rt.cpu().numpy()
                 V[:, nv + b : nv + 2 * b] = Qn
             # commit (H gets column block nv:nv+b, coupling R to the next block; symmetric counterparts)
             H[nlock : nv + b, nv : nv + b] = C[nlock:]
-            H[nv : nv + b, nlock:nv] = C[nlock:nv].mH
+            H[nv : nv + b, nlock:nv] = C[nlock:nv].conj().T
             H[nv + b : nv + 2 * b, :] = 0
             H[:, nv + b : nv + 2 * b] = 0
             H[nv + b : nv + 2 * b, nv : nv + b] = R
-            H[nv : nv + b, nv + b : nv + 2 * b] = R.mH
+            H[nv : nv + b, nv + b : nv + 2 * b] = R.conj().T
             known_lo = nv  # the next block's known coefficients: Rᴴ, in rows nv:nv+b
             nv += b
 
-            # ---- Rayleigh–Ritz on the active part, convergence check
+            # ---- Rayleigh–Ritz on the active part, convergence check (thinned out for large active bases)
+            since_check += 1
+            if nv + b <= p and since_check < max(1, (nv - nlock) // _RR_SIZE):
+                if progress:
+                    bar.update(b)
+                continue
+            since_check = 0
             theta, S, res = rayleigh_ritz()
-            if theta.numel():
-                anorm = max(anorm, float(theta.abs().max()))
-            thr = tol * max(anorm, torch.finfo(torch.float64).tiny)
+            if theta.size:
+                anorm = max(anorm, float(np.abs(theta).max()))
+            thr = tol * max(anorm, tiny)
             order, vals, conv = wanted(theta, res, thr)
-            nconv = int(conv[order[:k]].sum()) if vals.numel() >= k else 0
-            bar.set_postfix(converged=f"{nconv}/{k}")
-            if vals.numel() >= k and nconv == k:
+            nconv = int(conv[order[:k]].sum()) if vals.size >= k else 0
+            if progress:
+                bar.update(b)
+                bar.set_postfix(converged=f"{nconv}/{k}")
+            if vals.size >= k and nconv == k:
                 converged = True
                 break
             if nv + b <= p:
@@ -511,13 +534,13 @@ def _krylov_schur(
             keep_act = rest[:nkeep]
             Va = V[:, nlock:nv]
             # (Sᵀ Vᵀ)ᵀ: computed on the row-major storage so that the products and copies stay contiguous
-            Ylock = (S[:, new_lock].mT @ Va.mT).mT if new_lock else V[:, :0]
-            Yact = (S[:, keep_act].mT @ Va.mT).mT
+            Ylock = (to_torch(S[:, new_lock]).mT @ Va.mT).mT if new_lock else V[:, :0]
+            Yact = (to_torch(S[:, keep_act]).mT @ Va.mT).mT
             coupling = H[nv : nv + b, nlock:nv] @ S[:, keep_act]
             old_nv = nv
             old_lock = V[:, keep_lock] if keep_lock else V[:, :0]  # advanced indexing: already a copy
-            new_lock_vals = torch.cat([lock_vals[keep_lock], theta[new_lock]])
-            new_lock_res = torch.cat([lock_res[keep_lock], res[new_lock]])
+            new_lock_vals = np.concatenate([lock_vals[keep_lock], theta[new_lock]])
+            new_lock_res = np.concatenate([lock_res[keep_lock], res[new_lock]])
             # commit
             nlock = len(keep_lock) + len(new_lock)
             nv = nlock + len(keep_act)
@@ -527,10 +550,10 @@ def _krylov_schur(
             V[:, len(keep_lock) : nlock] = Ylock
             V[:, nlock:nv] = Yact
             V[:, nv : nv + b] = pending
-            H.zero_()
-            H[nlock:nv, nlock:nv] = torch.diag(theta[keep_act]).to(cdtype)
+            H[:] = 0
+            H[nlock:nv, nlock:nv] = np.diag(theta[keep_act])
             H[nv : nv + b, nlock:nv] = coupling
-            H[nlock:nv, nv : nv + b] = coupling.mH
+            H[nlock:nv, nv : nv + b] = coupling.conj().T
             lock_vals, lock_res = new_lock_vals, new_lock_res
             known_lo = nlock  # every kept Ritz vector couples to the pending block
             restarts += 1
@@ -539,16 +562,16 @@ def _krylov_schur(
     finally:
         bar.close()
 
-    if nv - nlock + lock_vals.numel() < k:  # only possible when interrupted before k Ritz pairs exist
+    if nv - nlock + lock_vals.size < k:  # only possible when interrupted before k Ritz pairs exist
         raise KeyboardInterrupt
     theta, S, res = rayleigh_ritz()
-    thr = tol * max(anorm, torch.finfo(torch.float64).tiny)
+    thr = tol * max(anorm, tiny)
     order, vals, conv = wanted(theta, res, thr)
     sel = order[:k]
-    allres = torch.cat([lock_res, res])
-    vecs = torch.cat([V[:, :nlock], V[:, nlock:nv] @ S], dim=1)[:, sel]
+    allres = np.concatenate([lock_res, res])
+    vecs = torch.cat([V[:, :nlock], V[:, nlock:nv] @ to_torch(S)], dim=1)[:, torch.from_numpy(sel).to(dev)]
     vals, allres = vals[sel], allres[sel]
-    out = _output_order(vals.cpu(), which).to(dev)
+    out = _output_order(vals, which)
     converged = bool(conv[sel].all())
     if not converged or interrupted:
         reason = "was interrupted" if interrupted else f"used its budget of max_matvecs = {budget} products"
@@ -559,10 +582,13 @@ def _krylov_schur(
             ConvergenceWarning,
             stacklevel=3,
         )
+    vals_t = torch.from_numpy(np.ascontiguousarray(vals[out])).to(dev)
+    res_t = torch.from_numpy(np.ascontiguousarray(allres[out])).to(dev)
+    vecs = vecs[:, torch.from_numpy(out).to(dev)]
     return EigshResult(
-        eigenvalues=vals[out],
-        eigenvectors=vecs[:, out].to(op.dtype),
-        residual_norms=allres[out],
+        eigenvalues=vals_t,
+        eigenvectors=vecs.to(op.dtype),
+        residual_norms=res_t,
         num_matvecs=total,
         converged=converged,
         norm_estimate=anorm,

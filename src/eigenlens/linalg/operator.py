@@ -599,11 +599,16 @@ def aslinearoperator(
         def to_np(X: Tensor) -> np.ndarray:
             return X.detach().cpu().numpy().astype(np_dtype, copy=False)
 
+        def apply(fv: Callable[[np.ndarray], Any], fm: Callable[[np.ndarray], Any], X: Tensor) -> Tensor:
+            Xn = to_np(X)  # one column: the matrix-vector path (BLAS gemv rather than a one-column gemm)
+            Y = np.asarray(fv(Xn[:, 0])).reshape(-1, 1) if Xn.shape[1] == 1 else np.asarray(fm(Xn))
+            return torch.as_tensor(Y, dtype=t_dtype).to(dev)
+
         def mm(X: Tensor) -> Tensor:
-            return torch.as_tensor(np.asarray(A.matmat(to_np(X))), dtype=t_dtype).to(dev)
+            return apply(A.matvec, A.matmat, X)
 
         def rmm(X: Tensor) -> Tensor:
-            return torch.as_tensor(np.asarray(A.rmatmat(to_np(X))), dtype=t_dtype).to(dev)
+            return apply(A.rmatvec, A.rmatmat, X)
 
         sym = bool(symmetric) or psd
         return CallableOperator(mm, A.shape, dtype=t_dtype, device=dev, adjoint=rmm, symmetric=sym, psd=psd)
