@@ -17,7 +17,7 @@ Matching: for every compared run (scikit-learn at n_iter = 2, 4 and its default 
 *worst-seed* errors are at most the compared run's *best-seed* errors on both measures (errors below the
 machine-precision floors 1e-14 (singular values) and 1 + 1e-10 (spectral ratio) count as equal).
 
-Usage: python benchmarks/bench_rsvd.py [--repeats 3] [--seeds 3] [--threads 0,1]
+Usage: python benchmarks/bench_rsvd.py [--repeats 3] [--seeds 3] [--threads 0,1] [--decays fast,slow]
 Each thread count (0 = the machine's default) is run side by side in the same process (torch.set_num_threads
 + threadpoolctl for NumPy/SciPy's BLAS). Full results go to benchmarks/_work/bench_rsvd.json.
 """
@@ -161,11 +161,12 @@ def main():
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--out", default="benchmarks/_work/bench_rsvd.json")
     ap.add_argument("--threads", default="0,1", help="comma-separated thread counts; 0 = machine default")
+    ap.add_argument("--decays", default="fast,slow", help="comma-separated spectra: fast (0.9^j), slow (1/(1+j))")
     args = ap.parse_args()
     default = torch.get_num_threads()
     results, matched = [], []
     print(f"load average (1 min) at start: {os.getloadavg()[0]:.2f}", flush=True)
-    for decay in ("fast", "slow"):
+    for decay in args.decays.split(","):
         prob = problem(decay)
         for t in (int(x) for x in args.threads.split(",")):
             n_t = t or default
