@@ -155,6 +155,21 @@ def fmt_table(matched):
     return "\n".join(lines)
 
 
+def markdown_table(matched):
+    lines = ["| decay | threads | compared run: time, σ err, ‖E‖/σ₅₁ (best seed) | fastest eigenlens setting at "
+             "least as accurate: time, σ err, ‖E‖/σ₅₁ (worst seed) | speed-up |", "|---|---|---|---|---|"]
+    for m in matched:
+        left = (f"| {m['decay']} | {m['threads']} | {m['compared']}: {m['compared_s']:.2f} s, "
+                f"{m['compared_sv_relerr_best']:.1e}, {m['compared_ratio_best']:.6f} | ")
+        if m["eigenlens"] is None:
+            lines.append(left + "none of the settings tried | – |")
+        else:
+            lines.append(left + f"{m['eigenlens'][10:]}: {m['eigenlens_s']:.2f} s, "
+                         f"{m['eigenlens_sv_relerr_worst']:.1e}, {m['eigenlens_ratio_worst']:.6f} | "
+                         f"**{m['compared_s'] / m['eigenlens_s']:.2f}×** |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
@@ -184,6 +199,8 @@ def main():
     print("\nMatched accuracy: compared run (best of its seeds) vs the fastest eigenlens setting whose worst seed is "
           "at least as accurate\n")
     print(fmt_table(matched))
+    print("\nMarkdown (benchmarks/RESULTS.md):\n")
+    print(markdown_table(matched))
     print(f"\nload average (1 min) at end: {os.getloadavg()[0]:.2f}")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
