@@ -12,6 +12,7 @@ how to tag it (design taken from lineax and curvlinops).
 
 from __future__ import annotations
 
+import cmath
 import math
 import warnings
 from collections.abc import Callable, Iterable
@@ -46,7 +47,8 @@ def all_finite(X: Tensor) -> bool:
     """
     if X.numel() == 0:
         return True
-    if bool(torch.isfinite(X.sum()).all()):
+    total = X.sum().item()  # a Python float or complex
+    if cmath.isfinite(total):
         return True
     return bool(torch.isfinite(X).all())
 
