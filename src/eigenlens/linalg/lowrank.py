@@ -181,15 +181,25 @@ def _rsvd_once(
                                error_estimate=est, frobenius_error=math.sqrt(max(fro2, 0.0)), rank=k)
 
 
-def _orth_against(bk: RowBlocks, Y: Any, prev: list[Any]) -> Any:
-    """Orthonormal basis of the part of ``range(Y)`` orthogonal to the orthonormal row blocks ``prev``.
+def _hcat(a: Any, b: Any) -> Any:
+    """``[a, b]``: two row vectors side by side (torch tensors, or Dask arrays for :class:`DaskRows`)."""
+    if isinstance(a, Tensor):
+        return torch.cat([a, b], dim=1)
+    import dask.array as da
 
-    Block Gram–Schmidt against every earlier block, then an orthonormalisation of the block (Cholesky-QR,
-    TSQR fallback), all twice ("twice is enough": the second round starts from an orthonormal block, so it
-    restores orthogonality to working precision even when the projected ``Y`` was tiny or ill-conditioned).
+    return da.concatenate([a, b], axis=1).persist()
+
+
+def _orth_against(bk: RowBlocks, Y: Any, P: Any | None) -> Any:
+    """Orthonormal basis of the part of ``range(Y)`` orthogonal to the orthonormal row vector ``P`` (or None).
+
+    Block classical Gram–Schmidt against ``P`` (one ``Pᴴ Y`` and one ``P C`` product over all earlier blocks at
+    once), then an orthonormalisation of the block (Cholesky-QR, TSQR fallback), all twice ("twice is enough":
+    the second round starts from an orthonormal block, so it restores orthogonality to working precision even
+    when the projected ``Y`` was tiny or ill-conditioned).
     """
     for _ in range(2):
-        for P in prev:
+        if P is not None:
             Y = bk.axpby(1.0, Y, -1.0, bk.rmul(P, bk.inner(P, Y)))
         Y = _orth_intermediate(bk, Y)
     return Y
@@ -238,7 +248,8 @@ def _rbki(
     probes = gaussian(d, _num_probes(block), generator=g, dtype=bk.dtype, device=bk.device)
     Vall, _, _ = _orth_small(Omega, None)
     Vj = Vall
-    Us: list[Any] = []
+    Ucat: Any = None  # [U_1 … U_j], one row vector
+    nblocks = 0
     rows: list[Tensor] = []
     coef: list[Tensor] = []
     Yp = rho = None
@@ -249,16 +260,18 @@ def _rbki(
         if j == 0:  # the probes of the a-posteriori estimate ride along with the first product
             Y, Yp = Y[:, :block], Y[:, block:]
             rho = Yp
-        Us.append(_orth_against(bk, Y, Us))
-        X = bk.rmatmat(Us[-1])  # Aᴴ U_j, [d, b]
+        Uj = _orth_against(bk, Y, Ucat)
+        Ucat = Uj if Ucat is None else _hcat(Ucat, Uj)
+        nblocks += 1
+        X = bk.rmatmat(Uj)  # Aᴴ U_j, [d, b]
         Vj, R, H = _orth_small(X, Vall)
         rows.append(torch.cat([H, R], dim=0).mH)  # U_jᴴ A = [H; R]ᴴ [V_{≤j}, V_{j+1}]ᴴ
         Vall = torch.cat([Vall, Vj], dim=1)
         if tol is None:
             continue
-        cj = bk.inner(Us[-1], rho)  # U_jᴴ A ω (against what the earlier blocks left: modified Gram–Schmidt)
+        cj = bk.inner(Uj, rho)  # U_jᴴ A ω (against what the earlier blocks left: modified Gram–Schmidt)
         coef.append(cj)
-        rho = bk.axpby(1.0, rho, -1.0, bk.rmul(Us[-1], cj))
+        rho = bk.axpby(1.0, rho, -1.0, bk.rmul(Uj, cj))
         W, S = torch.linalg.svd(_assemble(rows, block, bk), full_matrices=False)[:2]
         tail = (W.mH @ torch.cat(coef, dim=0)).abs().square().real.flip(0).cumsum(0).flip(0)  # Σ_{i≥r}
         tail = torch.cat([tail, torch.zeros_like(tail[:1])], dim=0)
@@ -273,13 +286,10 @@ def _rbki(
         r = top
         if len(history) >= 3 and history[-1] > 0.5 * history[-3]:
             break  # stagnated: more blocks no longer help at the largest allowed rank
-    s_b = len(Us) * block
+    s_b = nblocks * block
     M = _assemble(rows, block, bk)
     W, s, Zh = torch.linalg.svd(M, full_matrices=False)
-    u = None
-    for j, Uj in enumerate(Us):
-        part = bk.rmul(Uj, W[j * block : (j + 1) * block, :r])
-        u = part if u is None else bk.axpby(1.0, u, 1.0, part)
+    u = bk.rmul(Ucat, W[:, :r].contiguous())
     Z = Zh.mH[:, :r]
     s = s[:r]
     v = Vall[:, : s_b + block] @ Z
@@ -288,7 +298,7 @@ def _rbki(
     fro2 = sq_fro - float((s.to(torch.float64) ** 2).sum())
     # Aᴴ u = V Mᴴ W_r: the residuals ‖Aᴴu_i − s_i v_i‖ = ‖Mᴴ w_i − s_i z_i‖ (V orthonormal)
     res = torch.linalg.vector_norm(M.mH @ W[:, :r] - Z * s, dim=0).to(torch.float64)
-    mv = 2 * block * len(Us) + probes.shape[1]
+    mv = 2 * block * nblocks + probes.shape[1]
     return RandomizedSvdResult(u=u, s=s.to(torch.float64), v=v, num_matvecs=mv, converged=ok, residual_norms=res,
                                error_estimate=est, frobenius_error=math.sqrt(max(fro2, 0.0)), rank=r)
 
