@@ -343,3 +343,17 @@ def test_krylov_operator_sparse_and_tol_mode():
     res = randomized_svd(A, 4, tol=1e-8, method="krylov")
     assert res.converged and res.error_estimate <= 1e-8 * float(res.s[0])
     assert _spec_err(A, res) <= 1e-8 * float(res.s[0])
+
+
+def test_krylov_deep_on_exactly_low_rank_stays_at_rounding_level():
+    # after the first block the Krylov space is exhausted: every later block is rounding noise, and the
+    # reorthogonalisation must keep it from polluting the answer
+    g = torch.Generator().manual_seed(26)
+    B = torch.randn(1000, 10, generator=g, dtype=F64) @ torch.randn(10, 300, generator=g, dtype=F64)
+    s = torch.linalg.svdvals(B)
+    for q in (1, 4, 8):
+        res = randomized_svd(B, 10, oversample=5, power_iters=q, method="krylov")
+        assert res.num_matvecs == 2 * 15 * (q + 1) + 21
+        assert _spec_err(B, res) < 1e-14 * float(s[0])  # measured 3e-15
+        torch.testing.assert_close(res.s, s[:10], rtol=1e-13, atol=0)
+        torch.testing.assert_close(res.u.T @ res.u, torch.eye(10, dtype=F64), atol=1e-14, rtol=0)
