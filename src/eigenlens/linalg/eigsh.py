@@ -49,10 +49,11 @@ __all__ = ["eigsh", "EigshResult"]
 _WHICH = ("LA", "SA", "LM", "BE")
 #: lock (deflate) converged wanted Ritz pairs at restarts
 _LOCK = True
-#: Rayleigh–Ritz (an ``O(m³)`` eigensolve of the ``m × m`` active matrix) runs after every step while
-#: ``m < 2·_RR_SIZE`` and after every ``⌊m / _RR_SIZE⌋``-th step beyond, always before a restart: for cheap
-#: products a per-step eigensolve of a 60 × 60 matrix would cost more than the step itself, for expensive
-#: ones at most ``⌊m / _RR_SIZE⌋ − 1`` extra products are spent past convergence.
+#: Rayleigh–Ritz (an ``O(m³)`` eigensolve of the ``m × m`` active matrix) runs after every step until the
+#: first restart while ``m < 2·_RR_SIZE`` (quick convergence, e.g. a Hessian's top eigenvalues in ~20
+#: products, is seen at once), then after every ``max(2, ⌊m / _RR_SIZE⌋)``-th step, and always before a
+#: restart: for cheap products the eigensolve would otherwise cost a large part of each step, for expensive
+#: ones at most ``max(2, ⌊m / _RR_SIZE⌋) − 1`` extra products are spent past convergence in a long run.
 _RR_SIZE = 20
 
 
@@ -504,7 +505,7 @@ def _krylov_schur(
 
             # ---- Rayleigh–Ritz on the active part, convergence check (thinned out for large active bases)
             since_check += 1
-            if nv + b <= p and since_check < max(1, (nv - nlock) // _RR_SIZE):
+            if nv + b <= p and since_check < max(1 if restarts == 0 else 2, (nv - nlock) // _RR_SIZE):
                 if progress:
                     bar.update(b)
                 continue
