@@ -200,7 +200,7 @@ def _expand_orthogonalize(
         W.addmm_(basis, c, alpha=-1)
         C += c.cpu().numpy()
         after = torch.linalg.vector_norm(W, dim=0)
-        if (float(after) >= 0.7 * float(before)) if b == 1 else bool((after >= 0.7 * before).all()):
+        if bool((after >= 0.7 * before).all()):
             break
         before = after
     return W, C, after
