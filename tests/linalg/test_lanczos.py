@@ -230,7 +230,7 @@ def test_errors():
         el.lanczos(sym, 0)
     with pytest.raises(TypeError, match="num_matvecs must be an int"):
         el.lanczos(sym, 2.5)
-    with pytest.raises(ValueError, match=r"v0 must have shape \[n\] or \[n, b\] with n = 4"):
+    with pytest.raises(ValueError, match=r"v0 must have shape \[n\] or \[n, j\] with n = 4"):
         el.lanczos(sym, 2, v0=torch.ones(5, dtype=F64))
     with pytest.raises(TypeError, match="v0 must be a torch.Tensor"):
         el.lanczos(sym, 2, v0=[1.0, 2.0, 3.0, 4.0])

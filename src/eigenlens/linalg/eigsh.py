@@ -38,6 +38,7 @@ from eigenlens.linalg.lanczos import (
     _as_operator,
     _breakdown_rtol,
     _check_positive_int,
+    _check_v0,
     _compute_dtype,
     _require_symmetric,
 )
@@ -245,18 +246,7 @@ def _start_block(
 
     if v0 is None:
         return rand(b)
-    if not isinstance(v0, Tensor):
-        raise TypeError(f"eigsh: v0 must be a torch.Tensor of shape [n] or [n, j], got {type(v0).__name__}")
-    if v0.ndim not in (1, 2) or v0.shape[0] != n or (v0.ndim == 2 and v0.shape[1] < 1):
-        raise ValueError(
-            f"eigsh: v0 must have shape [n] or [n, j] with n = {n} (the operator is {op.shape}), "
-            f"got shape {tuple(v0.shape)}"
-        )
-    if v0.is_complex() and not cdtype.is_complex:
-        raise TypeError(f"eigsh: v0 is complex ({v0.dtype}) but the operator is real ({op.dtype})")
-    X = (v0.unsqueeze(1) if v0.ndim == 1 else v0).to(device=op.device, dtype=cdtype)
-    if not bool(torch.isfinite(X).all()):
-        raise ValueError("eigsh: v0 contains NaN or Inf; pass finite starting vectors")
+    X = _check_v0(op, v0, cdtype, "eigsh")
     if float(torch.linalg.vector_norm(X)) == 0.0:
         raise ValueError("eigsh: v0 is zero; pass a non-zero starting vector (or None for a random one)")
     j = X.shape[1]

@@ -76,6 +76,32 @@ def _breakdown_rtol(n: int, dtype: torch.dtype) -> float:
     return 10.0 * max(n, 1) ** 0.5 * torch.finfo(real).eps
 
 
+def _check_v0(op: LinearOperator, v0: Any, cdtype: torch.dtype, who: str) -> Tensor:
+    """A user's starting vector(s) ``v0`` (``[n]`` or ``[n, j]``) as a finite ``[n, j]`` block in ``cdtype``.
+
+    Raises:
+        TypeError: ``v0`` is not a tensor, or complex for a real operator.
+        ValueError: wrong shape, or NaN/Inf entries.
+    """
+    n = op.shape[0]
+    if not isinstance(v0, Tensor):
+        raise TypeError(
+            f"{who}: v0 must be a torch.Tensor of shape [n] or [n, j], got {type(v0).__name__}; "
+            "convert with torch.as_tensor(v0)"
+        )
+    if v0.ndim not in (1, 2) or v0.shape[0] != n or (v0.ndim == 2 and v0.shape[1] < 1):
+        raise ValueError(
+            f"{who}: v0 must have shape [n] or [n, j] with n = {n} (the operator is {op.shape}) and j >= 1, "
+            f"got shape {tuple(v0.shape)}"
+        )
+    if v0.is_complex() and not cdtype.is_complex:
+        raise TypeError(f"{who}: v0 is complex ({v0.dtype}) but the operator is real ({op.dtype})")
+    V = (v0.unsqueeze(1) if v0.ndim == 1 else v0).to(device=op.device, dtype=cdtype)
+    if not bool(torch.isfinite(V).all()):
+        raise ValueError(f"{who}: v0 contains NaN or Inf; pass finite starting vectors")
+    return V
+
+
 def _starting_block(
     op: LinearOperator, v0: Tensor | None, generator: torch.Generator | None, cdtype: torch.dtype, who: str
 ) -> tuple[Tensor, bool]:
@@ -90,22 +116,8 @@ def _starting_block(
         V = V.to(device=op.device, dtype=cdtype)
         vector = True
     else:
-        if not isinstance(v0, Tensor):
-            raise TypeError(
-                f"{who}: v0 must be a torch.Tensor of shape [n] or [n, b], got {type(v0).__name__}; "
-                "convert with torch.as_tensor(v0)"
-            )
-        if v0.ndim not in (1, 2) or v0.shape[0] != n or (v0.ndim == 2 and v0.shape[1] < 1):
-            raise ValueError(
-                f"{who}: v0 must have shape [n] or [n, b] with n = {n} (the operator is {op.shape}) and b >= 1, "
-                f"got shape {tuple(v0.shape)}"
-            )
-        if v0.is_complex() and not cdtype.is_complex:
-            raise TypeError(f"{who}: v0 is complex ({v0.dtype}) but the operator is real ({op.dtype})")
+        V = _check_v0(op, v0, cdtype, who)
         vector = v0.ndim == 1
-        V = (v0.unsqueeze(1) if vector else v0).to(device=op.device, dtype=cdtype)
-        if not bool(torch.isfinite(V).all()):
-            raise ValueError(f"{who}: v0 contains NaN or Inf; pass finite starting vectors")
     norms = torch.linalg.vector_norm(V, dim=0)
     if bool((norms == 0).any()):
         bad = torch.nonzero(norms == 0).flatten().tolist()
