@@ -5,17 +5,10 @@ import torch
 
 import eigenlens as el
 from eigenlens.linalg.exceptions import ConvergenceWarning
+from tests.matrices import prescribed
 
 F64 = torch.float64
 
-
-def prescribed(eigenvalues, seed=0, dtype=F64):
-    """Q diag(eigenvalues) Qᵀ with a seeded random orthogonal Q, as a dense tensor."""
-    d = torch.as_tensor(eigenvalues, dtype=F64)
-    n = d.numel()
-    Q, _ = torch.linalg.qr(torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=F64))
-    A = (Q * d) @ Q.T
-    return ((A + A.T) / 2).to(dtype)
 
 
 def clustered(n):

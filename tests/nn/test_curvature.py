@@ -19,13 +19,7 @@ ZOO = ["mlp", "mlp_mse", "cnn", "layernorm", "batchnorm_eval", "transformer", "d
 SIZES = [4, 4, 2]  # N = 10 in three batches, the last one smaller
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny products: threads only add contention on the shared 2-core machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @functools.cache
