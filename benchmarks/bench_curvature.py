@@ -23,15 +23,10 @@ import torch
 from _timing import timed
 from torch import nn
 
+from eigenlens.cli.demo import digits_tensors, train_classifier
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "_work", "he"))  # hessian-eigenthings (GitHub master), extracted here
-
-
-def digits():
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return torch.tensor(d.data, dtype=torch.float32) / 16.0, torch.tensor(d.target, dtype=torch.int64)
 
 
 def make_model(kind):
@@ -45,16 +40,7 @@ def make_model(kind):
 
 
 def train(model, X, y, epochs):
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(epochs):
-        perm = torch.randperm(len(y), generator=g)
-        for i in range(0, len(y), 64):
-            idx = perm[i : i + 64]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
-            opt.step()
-    model.eval()
+    train_classifier(model, X, y, epochs=epochs)
     model.zero_grad()
     return float((model(X).argmax(1) == y).float().mean())
 
@@ -67,7 +53,7 @@ def relerr(vals, ref):
 def bench(kind, quick):
     import eigenlens as el
 
-    X, y = digits()
+    X, y = digits_tensors()
     model = make_model(kind)
     acc = train(model, X, y, 3 if quick else 10)
     crit = nn.CrossEntropyLoss()

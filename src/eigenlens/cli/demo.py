@@ -26,33 +26,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _train(epochs: int, quick: bool) -> tuple:
+def digits_tensors() -> tuple:
+    """scikit-learn's digits (1797 real 8×8 images, shipped offline): ``X [1797, 64]`` float32 in [0, 1], ``y``."""
     import torch
     from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return torch.tensor(d.data, dtype=torch.float32) / 16.0, torch.tensor(d.target, dtype=torch.int64)
+
+
+def train_classifier(model, X, y, *, epochs: int, lr: float = 2e-3, batch_size: int = 64, seed: int = 0):
+    """Adam on the cross-entropy over shuffled mini-batches (order seeded); leaves ``model`` in eval mode.
+
+    Returns:
+        The optimizer (its Adam state feeds the learning-rate advice).
+    """
+    import torch
+    from torch import nn
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        perm = torch.randperm(len(y), generator=g)
+        for i in range(0, len(y), batch_size):
+            idx = perm[i : i + batch_size]
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+            opt.step()
+    model.eval()
+    return opt
+
+
+def _train(epochs: int, quick: bool) -> tuple:
+    import torch
     from torch import nn
 
     from eigenlens.nn._model import rng_guard
 
-    d = load_digits()
-    X = torch.tensor(d.data, dtype=torch.float32) / 16.0
-    y = torch.tensor(d.target, dtype=torch.int64)
+    X, y = digits_tensors()
     if quick:
         X, y = X[:300], y[:300]
     width = 16 if quick else 128
     with rng_guard():  # leave the user's global RNG alone
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    g = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
-    for _ in range(epochs):
-        perm = torch.randperm(len(y), generator=g)
-        for i in range(0, len(y), 64):
-            idx = perm[i : i + 64]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
-            opt.step()
-    model.eval()
+    opt = train_classifier(model, X, y, epochs=epochs)
     with torch.no_grad():
         acc = float((model(X).argmax(1) == y).float().mean())
         loss = float(nn.functional.cross_entropy(model(X), y))
@@ -92,20 +111,17 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     written = []
-    if summary.density is not None:
+    plots = (("density.png", summary.density, summary.plot_density),
+             ("batch_sizes.png", summary.batch_size_scaling, summary.plot_batch_sizes))
+    for name, data, plot in plots:
+        if data is None:
+            continue
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
-        summary.plot_density(ax)
+        plot(ax)
         fig.tight_layout()
-        fig.savefig(os.path.join(args.out, "density.png"), dpi=120)
+        fig.savefig(os.path.join(args.out, name), dpi=120)
         plt.close(fig)
-        written.append("density.png")
-    if summary.batch_size_scaling is not None:
-        fig, ax = plt.subplots(figsize=(6.5, 4.2))
-        summary.plot_batch_sizes(ax)
-        fig.tight_layout()
-        fig.savefig(os.path.join(args.out, "batch_sizes.png"), dpi=120)
-        plt.close(fig)
-        written.append("batch_sizes.png")
+        written.append(name)
     record = summary.to_dict()
     record["training"] = {"epochs": epochs, "seconds": secs, "accuracy": acc, "loss": loss, "num_params": P}
     import json
