@@ -40,6 +40,7 @@ from eigenlens.linalg.lanczos import (
     _check_positive_int,
     _check_v0,
     _compute_dtype,
+    _matvec_budget,
     _require_symmetric,
 )
 from eigenlens.linalg.operator import LinearOperator
@@ -370,20 +371,12 @@ def eigsh(
             raise ValueError(f"ncv must be >= k + block_size = {k + b}, got {p}")
     dense = p + b > n
     need = n if dense else b * math.ceil(k / b)
-    if max_matvecs is None:
-        budget = max(10 * n, 50 * p)
-    else:
-        budget = _check_positive_int(max_matvecs, "max_matvecs", "the budget of products with A")
-        if budget < need:
-            why = (
-                f"this small problem (n = {n}) is solved densely, which takes n products"
-                if dense
-                else f"k = {k} Ritz pairs need a basis of at least {need} vectors (block_size = {b})"
-            )
-            raise ValueError(
-                f"max_matvecs = {budget} is too small: eigsh needs at least {need} products here ({why}); "
-                "raise max_matvecs"
-            )
+    why = (
+        f"this small problem (n = {n}) is solved densely, which takes n products"
+        if dense
+        else f"k = {k} Ritz pairs need a basis of at least {need} vectors (block_size = {b})"
+    )
+    budget = _matvec_budget(max_matvecs, max(10 * n, 50 * p), need, why, "eigsh", "the budget of products with A")
     cdtype = _compute_dtype(op.dtype)
     g = resolve_generator(generator)
     start = _start_block(op, v0, b, g, cdtype)

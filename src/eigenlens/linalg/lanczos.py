@@ -76,6 +76,23 @@ def _breakdown_rtol(n: int, dtype: torch.dtype) -> float:
     return 10.0 * max(n, 1) ** 0.5 * torch.finfo(real).eps
 
 
+def _matvec_budget(max_matvecs: Any, default: int, need: int, why: str, who: str, what: str) -> int:
+    """``max_matvecs`` checked against the ``need`` products the method cannot do without (``default`` if None).
+
+    Raises:
+        TypeError/ValueError: not a positive int; ValueError: below ``need`` (the message gives ``why``).
+    """
+    if max_matvecs is None:
+        return default
+    budget = _check_positive_int(max_matvecs, "max_matvecs", what)
+    if budget < need:
+        raise ValueError(
+            f"max_matvecs = {budget} is too small: {who} needs at least {need} products here ({why}); "
+            "raise max_matvecs"
+        )
+    return budget
+
+
 def _check_v0(op: LinearOperator, v0: Any, cdtype: torch.dtype, who: str) -> Tensor:
     """A user's starting vector(s) ``v0`` (``[n]`` or ``[n, j]``) as a finite ``[n, j]`` block in ``cdtype``.
 

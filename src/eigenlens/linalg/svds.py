@@ -30,7 +30,7 @@ from torch import Tensor
 
 from eigenlens._result import Result
 from eigenlens.linalg.exceptions import ConvergenceWarning
-from eigenlens.linalg.lanczos import _breakdown_rtol, _check_positive_int, _compute_dtype
+from eigenlens.linalg.lanczos import _breakdown_rtol, _check_positive_int, _compute_dtype, _matvec_budget
 from eigenlens.linalg.operator import LinearOperator, aslinearoperator
 from eigenlens.linalg.random import resolve_generator
 
@@ -136,20 +136,12 @@ def svds(
             raise ValueError(f"ncv must be >= k + 1 = {k + 1}, got {p}")
     dense = p + 1 > r
     need = n if dense else 2 * k
-    if max_matvecs is None:
-        budget = max(40 * p, 20 * r)
-    else:
-        budget = _check_positive_int(max_matvecs, "max_matvecs", "the budget of products with A and Aᴴ")
-        if budget < need:
-            why = (
-                f"this small problem (min(m, n) = {r}) is solved densely, which takes n = {n} products"
-                if dense
-                else f"k = {k} triplets need k steps of one A and one Aᴴ product each"
-            )
-            raise ValueError(
-                f"max_matvecs = {budget} is too small: svds needs at least {need} products here ({why}); "
-                "raise max_matvecs"
-            )
+    why = (
+        f"this small problem (min(m, n) = {r}) is solved densely, which takes n = {n} products"
+        if dense
+        else f"k = {k} triplets need k steps of one A and one Aᴴ product each"
+    )
+    budget = _matvec_budget(max_matvecs, max(40 * p, 20 * r), need, why, "svds", "the budget of products with A and Aᴴ")
     cdtype = _compute_dtype(op.dtype)
     g = resolve_generator(generator)
     if dense:
