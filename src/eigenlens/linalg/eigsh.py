@@ -171,22 +171,23 @@ class _Orth:
         return Qn, R, C
 
 
-def _expand_orthogonalize(V: Tensor, W: Tensor, lo: int, nv: int, b: int) -> tuple[np.ndarray, np.ndarray]:
-    """Orthogonalise ``W = A P`` (``P = V[:, nv:nv+b]``) against ``V[:, :nv+b]`` in place.
+def _expand_orthogonalize(V: Tensor, W: Tensor, lo: int, nv: int, b: int) -> tuple[Tensor, np.ndarray, np.ndarray]:
+    """Orthogonalise ``W = A P`` (``P = V[:, nv:nv+b]``) against ``V[:, :nv+b]``.
 
-    Returns ``(C, norms)``: ``C = Vᴴ W`` (NumPy ``[nv + b, b]``) and the column norms of the projected ``W``
-    (NumPy ``[b]``). By symmetry ``W`` couples only to the recent vectors ``V[:, lo:nv+b]`` (the previous
+    Returns ``(W⊥, C, norms)``: the projected block (a new tensor, updated in place after its first pass, so
+    ``W`` itself is never written), ``C = Vᴴ W`` (NumPy ``[nv + b, b]``) and the column norms of ``W⊥`` (NumPy
+    ``[b]``; NaN or Inf when ``W`` holds any). By symmetry ``W`` couples only to the recent vectors ``V[:, lo:nv+b]`` (the previous
     block and ``P``; every kept Ritz vector right after a restart), so those coefficients are removed first
     in a narrow pass that does not read the whole basis. One full classical Gram–Schmidt pass then cleans
     up, repeated when it removes more than 30% of the norm (the DGKS criterion; Daniel, Gragg, Kaufman,
     Stewart 1976; the norm before a pass is ``√(‖after‖² + ‖c‖²)`` by Pythagoras, so it costs no extra
     reduction). This is full reorthogonalisation at about half the memory traffic of two blind passes, in
     few calls: each call costs microseconds (tens when a large product has just flushed the caches), which
-    matters when ``A`` is cheap. ``W`` must be a tensor the caller owns (it is updated in place).
+    matters when ``A`` is cheap.
     """
     recent = V[:, lo : nv + b]
     E = recent.mH @ W
-    W.addmm_(recent, E, alpha=-1)
+    W = torch.addmm(W, recent, E, alpha=-1)
     C = np.zeros((nv + b, b), dtype=np.complex128 if W.is_complex() else np.float64)
     C[lo:] = E.cpu().numpy()
     basis = V[:, : nv + b]
@@ -198,7 +199,7 @@ def _expand_orthogonalize(V: Tensor, W: Tensor, lo: int, nv: int, b: int) -> tup
         after = torch.linalg.vector_norm(W, dim=0).cpu().numpy()
         if (np.linalg.norm(c, axis=0) <= 1.0206 * after).all():  # after >= 0.7·before
             break
-    return C, after
+    return W, C, after
 
 
 # ---------------------------------------------------------------------------- argument checks
@@ -456,9 +457,12 @@ def _krylov_schur(
             if total + b > budget:
                 break
             P = V[:, nv : nv + b]
-            W = (op @ (P if op.dtype == cdtype else P.to(op.dtype))).to(cdtype, copy=True)  # ours: updated in place
+            # NaN/Inf in A P reaches the norms computed below, which are checked instead of a pass over A P
+            W = op.matmat(P if op.dtype == cdtype else P.to(op.dtype), check_finite=False).to(cdtype)
             total += b
-            C, wnorm = _expand_orthogonalize(V, W, max(known_lo, nlock), nv, b)
+            W, C, wnorm = _expand_orthogonalize(V, W, max(known_lo, nlock), nv, b)
+            if not np.isfinite(wnorm).all():
+                raise op._nonfinite_error("A @ x", b)
             # the scale for breakdown: ‖A‖_est, or ‖A P‖ >= max |C| before the first Rayleigh–Ritz
             scale = anorm or float(np.abs(C).max())
             r0 = float(wnorm[0])

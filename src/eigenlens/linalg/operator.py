@@ -174,7 +174,9 @@ class LinearOperator:
         vector = X.ndim == 1
         return (X.unsqueeze(1) if vector else X), vector
 
-    def _apply(self, fn: Callable[[Tensor], Tensor], X: Tensor, rows_in: int, rows_out: int, what: str) -> Tensor:
+    def _apply(
+        self, fn: Callable[[Tensor], Tensor], X: Tensor, rows_in: int, rows_out: int, what: str, check_finite: bool = True
+    ) -> Tensor:
         X2, vector = self._validate(X, rows_in, what)
         self._num_calls += 1
         self.num_matvecs += X2.shape[1]
@@ -184,17 +186,26 @@ class LinearOperator:
                 f"{type(self).__name__}: the product returned shape {tuple(Y.shape)}, expected "
                 f"{(rows_out, X2.shape[1])} (a bug in the operator's _matmat/_adjoint)"
             )
-        if not all_finite(Y):
-            raise FloatingPointError(
-                f"{type(self).__name__}: product call #{self._num_calls} ({what}, {X2.shape[1]} vectors) "
-                "produced NaN or Inf; check the operator's inputs (a diverged model, a NaN in the data, "
-                "an overflow in float16/float32)"
-            )
+        if check_finite and not all_finite(Y):
+            raise self._nonfinite_error(what, X2.shape[1])
         return Y.squeeze(1) if vector else Y
 
-    def matmat(self, X: Tensor) -> Tensor:
-        """Validated product ``A @ X`` for ``X`` of shape ``[n]`` or ``[n, k]``."""
-        return self._apply(self._matmat, X, self.shape[1], self.shape[0], "A @ x")
+    def _nonfinite_error(self, what: str = "A @ x", num_vectors: int = 1) -> FloatingPointError:
+        """The error for a product that produced NaN or Inf, naming the operator's latest call."""
+        return FloatingPointError(
+            f"{type(self).__name__}: product call #{self._num_calls} ({what}, {num_vectors} vectors) "
+            "produced NaN or Inf; check the operator's inputs (a diverged model, a NaN in the data, "
+            "an overflow in float16/float32)"
+        )
+
+    def matmat(self, X: Tensor, *, check_finite: bool = True) -> Tensor:
+        """Validated product ``A @ X`` for ``X`` of shape ``[n]`` or ``[n, k]``.
+
+        ``check_finite=False`` skips the NaN/Inf pass over the result, for callers that check numbers they
+        compute from it anyway and raise ``_nonfinite_error`` themselves (Krylov methods check the
+        norms of their new basis vectors: a NaN or Inf anywhere in ``A X`` reaches those norms).
+        """
+        return self._apply(self._matmat, X, self.shape[1], self.shape[0], "A @ x", check_finite)
 
     def rmatmat(self, X: Tensor) -> Tensor:
         """Validated adjoint product ``Aᴴ @ X`` for ``X`` of shape ``[m]`` or ``[m, k]``."""
