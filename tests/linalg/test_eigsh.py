@@ -296,7 +296,8 @@ def test_nonfinite_matvec_names_the_call(bad, block_size):
             Y[13, -1] = bad
         return Y
 
-    with pytest.raises(FloatingPointError, match=rf"product call #7 \(A @ x, {block_size} vectors\) produced NaN or Inf"):
+    message = rf"product call #7 \(A @ x, {block_size} vectors\) produced NaN or Inf"
+    with pytest.raises(FloatingPointError, match=message):
         el.eigsh(el.linear_operator(mm, (60, 60), symmetric=True), 2, block_size=block_size)
 
 
@@ -332,3 +333,72 @@ def test_clustered_laplacian_matvecs_close_to_arpack(k):
     assert res.converged
     np.testing.assert_allclose(np.sort(res.eigenvalues.numpy()), np.sort(ref), rtol=1e-12)
     assert res.num_matvecs <= 1.1 * count[0]
+
+
+# ---------------------------------------------------------------------------- host (NumPy) and torch expansion
+@pytest.mark.parametrize("complex_", [False, True])
+@pytest.mark.parametrize("b", [1, 3])
+def test_expansion_same_on_numpy_views_and_tensors(complex_, b):
+    # one function serves both backends: the NumPy views of host memory (CPU) and torch tensors (devices)
+    from eigenlens.linalg.eigsh import _expand_orthogonalize
+
+    n, nv, lo = 300, 12, 9
+    g = torch.Generator().manual_seed(3)
+    dt = torch.complex128 if complex_ else F64
+    V, _ = torch.linalg.qr(torch.randn(n, nv + b, generator=g, dtype=F64).to(dt))
+    # large components along old vectors (not among the recent ones) force a second (DGKS) pass
+    old = V[:, :3] @ torch.randn(3, b, generator=g, dtype=F64).to(dt)
+    W = torch.randn(n, b, generator=g, dtype=F64).to(dt) + 100 * old
+    W0 = W.clone()
+    Wt, Ct, nt = _expand_orthogonalize(V, W, lo, nv, b)
+    Wn, Cn, nn_ = _expand_orthogonalize(V.numpy(), W.numpy(), lo, nv, b)
+    assert torch.equal(W, W0)  # the input block is never written
+    np.testing.assert_allclose(Wn, Wt.numpy(), atol=1e-13)
+    np.testing.assert_allclose(Cn, Ct, atol=1e-13)
+    np.testing.assert_allclose(nn_, nt, rtol=1e-13)
+    # exact references: C = Vᴴ W, W⊥ = W − V C orthogonal to V, norms its column norms
+    np.testing.assert_allclose(Cn, (V.mH @ W0).numpy(), atol=1e-13)
+    np.testing.assert_allclose(Wn, (W0 - V @ (V.mH @ W0)).numpy(), atol=1e-13)
+    assert float(torch.linalg.matrix_norm(V.mH @ torch.from_numpy(Wn))) < 1e-14
+    np.testing.assert_allclose(nn_, np.linalg.norm(Wn, axis=0), rtol=1e-14)
+
+
+@pytest.mark.parametrize("host", [True, False])
+@pytest.mark.parametrize("complex_", [False, True])
+def test_torch_and_host_paths_agree(monkeypatch, host, complex_):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("eigenlens.linalg.eigsh"), "_HOST_NUMPY", host)
+    n = 400
+    g = torch.Generator().manual_seed(12)
+    if complex_:
+        X = torch.complex(torch.randn(n, n, generator=g, dtype=F64), torch.randn(n, n, generator=g, dtype=F64))
+        A = (X + X.mH) / 2
+    else:
+        A = prescribed(clustered(n), seed=12)
+    for k, b in ((1, 1), (5, 1), (6, 3)):
+        res = el.eigsh(el.aslinearoperator(A, symmetric=True), k, which="LA", tol=1e-10, block_size=b)
+        ev = np.linalg.eigvalsh(A.numpy())[::-1][:k]
+        assert res.converged
+        np.testing.assert_allclose(res.eigenvalues.numpy(), ev, atol=1e-9 * abs(ev).max())
+        Vk = res.eigenvectors
+        assert float(torch.linalg.matrix_norm(Vk.mH @ Vk - torch.eye(k, dtype=Vk.dtype))) < 1e-12
+
+
+@pytest.mark.parametrize("k", [1, 5, 12])
+def test_skipped_checks_cost_no_products(monkeypatch, k):
+    # after the first restart, Rayleigh–Ritz is skipped while the slowest wanted residual is too far above the
+    # threshold to close at 8× per step; on slow (restarting) problems that must not delay the stop by a product
+    import importlib
+
+    mod = importlib.import_module("eigenlens.linalg.eigsh")
+    n = 1500
+    top = 10.0 * (1 - 1e-3 * torch.arange(30, dtype=F64))
+    op = el.aslinearoperator(prescribed(torch.cat([top, torch.linspace(0.0, 9.0, n - 30, dtype=F64)]), seed=4),
+                             symmetric=True)
+    skipping = el.eigsh(op, k, tol=1e-9)
+    monkeypatch.setattr(mod, "_LOG_FASTEST", float("inf"))  # never skip
+    every = el.eigsh(op, k, tol=1e-9)
+    assert skipping.num_restarts >= 2 and skipping.converged
+    assert skipping.num_matvecs == every.num_matvecs
+    np.testing.assert_allclose(skipping.eigenvalues.numpy(), top[:k].numpy(), atol=1e-12)

@@ -57,6 +57,12 @@ _LOCK = True
 #: restart: for cheap products the eigensolve would otherwise cost a large part of each step, for expensive
 #: ones at most ``max(2, ⌊m / _RR_SIZE⌋) − 1`` extra products are spent past convergence in a long run.
 _RR_SIZE = 20
+#: after the first restart, a check is also skipped while the slowest unconverged wanted residual is so far
+#: above the threshold that even a reduction by this factor per step (faster than the Lanczos convergence
+#: seen on hard problems, which reach a restart) could not close the gap: ``⌊log(res/thr) / log(8)⌋`` steps
+_LOG_FASTEST = math.log(8.0)
+#: on the CPU, run the expansion in NumPy on views of the basis (see :func:`_expand_orthogonalize`)
+_HOST_NUMPY = True
 
 
 @dataclass(frozen=True)
@@ -171,35 +177,42 @@ class _Orth:
         return Qn, R, C
 
 
-def _expand_orthogonalize(V: Tensor, W: Tensor, lo: int, nv: int, b: int) -> tuple[Tensor, np.ndarray, np.ndarray]:
+def _host(x: Any) -> np.ndarray:
+    return x if isinstance(x, np.ndarray) else x.cpu().numpy()
+
+
+def _expand_orthogonalize(V: Any, W: Any, lo: int, nv: int, b: int) -> tuple[Any, np.ndarray, np.ndarray]:
     """Orthogonalise ``W = A P`` (``P = V[:, nv:nv+b]``) against ``V[:, :nv+b]``.
 
-    Returns ``(W⊥, C, norms)``: the projected block (a new tensor, updated in place after its first pass, so
-    ``W`` itself is never written), ``C = Vᴴ W`` (NumPy ``[nv + b, b]``) and the column norms of ``W⊥`` (NumPy
-    ``[b]``; NaN or Inf when ``W`` holds any). By symmetry ``W`` couples only to the recent vectors ``V[:, lo:nv+b]`` (the previous
-    block and ``P``; every kept Ritz vector right after a restart), so those coefficients are removed first
-    in a narrow pass that does not read the whole basis. One full classical Gram–Schmidt pass then cleans
-    up, repeated when it removes more than 30% of the norm (the DGKS criterion; Daniel, Gragg, Kaufman,
-    Stewart 1976; the norm before a pass is ``√(‖after‖² + ‖c‖²)`` by Pythagoras, so it costs no extra
-    reduction). This is full reorthogonalisation at about half the memory traffic of two blind passes, in
-    few calls: each call costs microseconds (tens when a large product has just flushed the caches), which
-    matters when ``A`` is cheap.
+    ``V`` (``[n, ≥ nv+b]``) and ``W`` (``[n, b]``) are both torch tensors, or both NumPy views of host memory:
+    the code is the same for either (only operations torch and NumPy share), and on the host NumPy is used
+    because each of its calls costs a fraction of a torch call. That matters when ``A`` is cheap, and most
+    when a large product has just flushed the caches: there the whole step takes 2× less time in NumPy.
+
+    Returns ``(W⊥, C, norms)``: the projected block (a new array; ``W`` itself is never written), ``C = Vᴴ W``
+    (NumPy ``[nv + b, b]``) and the column norms of ``W⊥`` (NumPy ``[b]``; NaN or Inf when ``W`` holds any).
+    By symmetry ``W`` couples only to the recent vectors ``V[:, lo:nv+b]`` (the previous block and ``P``;
+    every kept Ritz vector right after a restart), so those coefficients are removed first in a narrow pass
+    that does not read the whole basis. One full classical Gram–Schmidt pass then cleans up, repeated when
+    it removes more than 30% of the norm (the DGKS criterion; Daniel, Gragg, Kaufman, Stewart 1976; the norm
+    before a pass is ``√(‖after‖² + ‖c‖²)`` by Pythagoras, so it costs no extra reduction). This is full
+    reorthogonalisation at about half the memory traffic of two blind passes. Products are written as
+    ``(Wᴴ V)ᴴ`` so that only the small block is conjugated, never the basis.
     """
     recent = V[:, lo : nv + b]
-    E = recent.mH @ W
-    W = torch.addmm(W, recent, E, alpha=-1)
-    C = np.zeros((nv + b, b), dtype=np.complex128 if W.is_complex() else np.float64)
-    C[lo:] = E.cpu().numpy()
+    E = (W.conj().T @ recent).conj().T
+    W = W - recent @ E
     basis = V[:, : nv + b]
+    C = 0
     for _ in range(3):
-        c = basis.mH @ W
-        W.addmm_(basis, c, alpha=-1)
-        c = c.cpu().numpy()
-        C += c
-        after = torch.linalg.vector_norm(W, dim=0).cpu().numpy()
-        if (np.linalg.norm(c, axis=0) <= 1.0206 * after).all():  # after >= 0.7·before
+        c = (W.conj().T @ basis).conj().T
+        W -= basis @ c
+        C = C + c
+        after2 = (W.conj() * W).real.sum(axis=0)
+        if bool((0.49 * (c.conj() * c).real.sum(axis=0) <= 0.51 * after2).all()):  # after >= 0.7·before
             break
-    return W, C, after
+    C[lo:] += E
+    return W, _host(C), _host(after2) ** 0.5
 
 
 # ---------------------------------------------------------------------------- argument checks
@@ -418,12 +431,14 @@ def _krylov_schur(
     n, dev = op.shape[0], op.device
     orth = _Orth(n, cdtype, dev, g, _breakdown_rtol(n, op.dtype))
     V = torch.zeros(p + b, n, dtype=cdtype, device=dev).mT  # [n, p + b], column j contiguous in memory
+    host = _HOST_NUMPY and dev.type == "cpu"
+    Vx = V.numpy() if host else V  # the same memory; the expansion runs in NumPy on the host
     # the small projected matrix lives in NumPy (host): its many tiny updates cost ~1 µs there, ~5 µs as torch ops
     np_dtype = np.complex128 if cdtype.is_complex else np.float64
     H = np.zeros((p + b, p + b), dtype=np_dtype)  # H[lock:nv, lock:nv] active, H[nv:nv+b] coupling
     Qs, _, _ = orth.orthonormalize(V[:, :0], start / torch.linalg.vector_norm(start, dim=0).clamp_min(1e-300), 1.0)
     V[:, :b] = Qs
-    nlock, nv, known_lo, since_check = 0, 0, 0, 0
+    nlock, nv, known_lo, since_check, far = 0, 0, 0, 0, 0
     lock_vals = np.zeros(0)
     lock_res = np.zeros(0)
     anorm = 0.0
@@ -451,99 +466,107 @@ def _krylov_schur(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=budget, desc="eigsh", unit="matvec", disable=not progress, leave=False)
-    try:
-        while True:
-            # ---- expand: one batched product with the pending block
-            if total + b > budget:
-                break
-            P = V[:, nv : nv + b]
-            # NaN/Inf in A P reaches the norms computed below, which are checked instead of a pass over A P
-            W = op.matmat(P if op.dtype == cdtype else P.to(op.dtype), check_finite=False).to(cdtype)
-            total += b
-            W, C, wnorm = _expand_orthogonalize(V, W, max(known_lo, nlock), nv, b)
-            if not np.isfinite(wnorm).all():
-                raise op._nonfinite_error("A @ x", b)
-            # the scale for breakdown: ‖A‖_est, or ‖A P‖ >= max |C| before the first Rayleigh–Ritz
-            scale = anorm or float(np.abs(C).max())
-            r0 = float(wnorm[0])
-            if b == 1 and r0 > orth.rtol * scale:  # the common case: normalise straight into V
-                torch.div(W, r0, out=V[:, nv + 1 : nv + 2])
-                R = Rh = r0
-            else:
-                Qn, Rt, C2 = orth.orthonormalize(V[:, : nv + b], W, scale)
-                C += C2.cpu().numpy()
-                R = Rt.cpu().numpy()
-                Rh = R.conj().T
-                V[:, nv + b : nv + 2 * b] = Qn
-            # commit: H gets column block nv:nv+b, its symmetric counterpart, and the coupling R to the next
-            # block (rows and columns past nv + b are still zero: H is cleared at every restart)
-            H[nlock : nv + b, nv : nv + b] = C[nlock:]
-            H[nv : nv + b, nlock:nv] = C[nlock:nv].conj().T
-            H[nv + b : nv + 2 * b, nv : nv + b] = R
-            H[nv : nv + b, nv + b : nv + 2 * b] = Rh
-            known_lo = nv  # the next block's known coefficients: Rᴴ, in rows nv:nv+b
-            nv += b
+    # a NaN/Inf product is reported by the norm check below, without NumPy's RuntimeWarnings before it
+    with np.errstate(invalid="ignore", over="ignore"):
+        try:
+            while True:
+                # ---- expand: one batched product with the pending block
+                if total + b > budget:
+                    break
+                P = V[:, nv : nv + b]
+                # NaN/Inf in A P reaches the norms computed below, which are checked instead of a pass over A P
+                W = op.matmat(P if op.dtype == cdtype else P.to(op.dtype), check_finite=False)
+                if W.dtype != cdtype:
+                    W = W.to(cdtype)
+                total += b
+                W, C, wnorm = _expand_orthogonalize(Vx, W.detach().numpy() if host else W, max(known_lo, nlock), nv, b)
+                if not np.isfinite(wnorm).all():
+                    raise op._nonfinite_error("A @ x", b)
+                # the scale for breakdown: ‖A‖_est, or ‖A P‖ >= max |C| before the first Rayleigh–Ritz
+                scale = anorm or float(np.abs(C).max())
+                r0 = float(wnorm[0])
+                if b == 1 and r0 > orth.rtol * scale:  # the common case: normalise straight into V
+                    Vx[:, nv + 1 : nv + 2] = W / r0
+                    R = Rh = r0
+                else:
+                    Qn, Rt, C2 = orth.orthonormalize(V[:, : nv + b], torch.from_numpy(W) if host else W, scale)
+                    C += C2.cpu().numpy()
+                    R = Rt.cpu().numpy()
+                    Rh = R.conj().T
+                    V[:, nv + b : nv + 2 * b] = Qn
+                # commit: H gets column block nv:nv+b, its symmetric counterpart, and the coupling R to the next
+                # block (rows and columns past nv + b are still zero: H is cleared at every restart)
+                H[nlock : nv + b, nv : nv + b] = C[nlock:]
+                H[nv : nv + b, nlock:nv] = C[nlock:nv].conj().T
+                H[nv + b : nv + 2 * b, nv : nv + b] = R
+                H[nv : nv + b, nv + b : nv + 2 * b] = Rh
+                known_lo = nv  # the next block's known coefficients: Rᴴ, in rows nv:nv+b
+                nv += b
 
-            # ---- Rayleigh–Ritz on the active part, convergence check (thinned out for large active bases)
-            since_check += 1
-            if nv + b <= p and since_check < max(1 if restarts == 0 else 2, (nv - nlock) // _RR_SIZE):
+                # ---- Rayleigh–Ritz on the active part, convergence check (thinned out for large active bases)
+                since_check += 1
+                if nv + b <= p and since_check < max(1 if restarts == 0 else 2, (nv - nlock) // _RR_SIZE, far):
+                    if progress:
+                        bar.update(b)
+                    continue
+                since_check = 0
+                theta, S, res = rayleigh_ritz()
+                if theta.size:
+                    anorm = max(anorm, -float(theta[0]), float(theta[-1]))  # eigh sorts ascending
+                thr = tol * max(anorm, tiny)
+                order, vals, conv = wanted(theta, res, thr)
+                nconv = int(conv[order[:k]].sum()) if vals.size >= k else 0
+                if restarts and vals.size >= k and nconv < k:  # steps the slowest wanted pair needs at best
+                    top = order[:k]
+                    gap = float(res[top[~conv[top]] - nlock].max()) / thr
+                    far = int(math.log(gap) / _LOG_FASTEST)
                 if progress:
                     bar.update(b)
-                continue
-            since_check = 0
-            theta, S, res = rayleigh_ritz()
-            if theta.size:
-                anorm = max(anorm, -float(theta[0]), float(theta[-1]))  # eigh sorts ascending
-            thr = tol * max(anorm, tiny)
-            order, vals, conv = wanted(theta, res, thr)
-            nconv = int(conv[order[:k]].sum()) if vals.size >= k else 0
-            if progress:
-                bar.update(b)
-                bar.set_postfix(converged=f"{nconv}/{k}")
-            if vals.size >= k and nconv == k:
-                converged = True
-                break
-            if nv + b <= p:
-                continue
+                    bar.set_postfix(converged=f"{nconv}/{k}")
+                if vals.size >= k and nconv == k:
+                    converged = True
+                    break
+                if nv + b <= p:
+                    continue
 
-            # ---- thick restart with locking
-            top = order[:k].tolist()
-            new_lock = [i - nlock for i in top if i >= nlock and bool(conv[i])] if _LOCK else []
-            keep_lock = [i for i in top if i < nlock]  # previously locked and still wanted
-            room = p - b - len(keep_lock) - len(new_lock)
-            rest = [i - nlock for i in order.tolist() if i >= nlock and (i - nlock) not in new_lock]
-            k_rem = max(k - len(keep_lock) - len(new_lock), 1)
-            nkeep = min(room, _restart_size(k, k_rem, nconv, p))
-            keep_act = rest[:nkeep]
-            Va = V[:, nlock:nv]
-            # (Sᵀ Vᵀ)ᵀ: computed on the row-major storage so that the products and copies stay contiguous
-            Ylock = (to_torch(S[:, new_lock]).mT @ Va.mT).mT if new_lock else V[:, :0]
-            Yact = (to_torch(S[:, keep_act]).mT @ Va.mT).mT
-            coupling = H[nv : nv + b, nlock:nv] @ S[:, keep_act]
-            old_nv = nv
-            old_lock = V[:, keep_lock] if keep_lock else V[:, :0]  # advanced indexing: already a copy
-            new_lock_vals = np.concatenate([lock_vals[keep_lock], theta[new_lock]])
-            new_lock_res = np.concatenate([lock_res[keep_lock], res[new_lock]])
-            # commit
-            nlock = len(keep_lock) + len(new_lock)
-            nv = nlock + len(keep_act)
-            # nv <= old_nv, so the writes below the new pending slot never touch the old one
-            pending = V[:, old_nv : old_nv + b] if nv + b <= old_nv else V[:, old_nv : old_nv + b].clone()
-            V[:, : len(keep_lock)] = old_lock
-            V[:, len(keep_lock) : nlock] = Ylock
-            V[:, nlock:nv] = Yact
-            V[:, nv : nv + b] = pending
-            H[:] = 0
-            H[nlock:nv, nlock:nv] = np.diag(theta[keep_act])
-            H[nv : nv + b, nlock:nv] = coupling
-            H[nlock:nv, nv : nv + b] = coupling.conj().T
-            lock_vals, lock_res = new_lock_vals, new_lock_res
-            known_lo = nlock  # every kept Ritz vector couples to the pending block
-            restarts += 1
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        bar.close()
+                # ---- thick restart with locking
+                top = order[:k].tolist()
+                new_lock = [i - nlock for i in top if i >= nlock and bool(conv[i])] if _LOCK else []
+                keep_lock = [i for i in top if i < nlock]  # previously locked and still wanted
+                room = p - b - len(keep_lock) - len(new_lock)
+                rest = [i - nlock for i in order.tolist() if i >= nlock and (i - nlock) not in new_lock]
+                k_rem = max(k - len(keep_lock) - len(new_lock), 1)
+                nkeep = min(room, _restart_size(k, k_rem, nconv, p))
+                keep_act = rest[:nkeep]
+                Va = V[:, nlock:nv]
+                # (Sᵀ Vᵀ)ᵀ: computed on the row-major storage so that the products and copies stay contiguous
+                Ylock = (to_torch(S[:, new_lock]).mT @ Va.mT).mT if new_lock else V[:, :0]
+                Yact = (to_torch(S[:, keep_act]).mT @ Va.mT).mT
+                coupling = H[nv : nv + b, nlock:nv] @ S[:, keep_act]
+                old_nv = nv
+                old_lock = V[:, keep_lock] if keep_lock else V[:, :0]  # advanced indexing: already a copy
+                new_lock_vals = np.concatenate([lock_vals[keep_lock], theta[new_lock]])
+                new_lock_res = np.concatenate([lock_res[keep_lock], res[new_lock]])
+                # commit
+                nlock = len(keep_lock) + len(new_lock)
+                nv = nlock + len(keep_act)
+                # nv <= old_nv, so the writes below the new pending slot never touch the old one
+                pending = V[:, old_nv : old_nv + b] if nv + b <= old_nv else V[:, old_nv : old_nv + b].clone()
+                V[:, : len(keep_lock)] = old_lock
+                V[:, len(keep_lock) : nlock] = Ylock
+                V[:, nlock:nv] = Yact
+                V[:, nv : nv + b] = pending
+                H[:] = 0
+                H[nlock:nv, nlock:nv] = np.diag(theta[keep_act])
+                H[nv : nv + b, nlock:nv] = coupling
+                H[nlock:nv, nv : nv + b] = coupling.conj().T
+                lock_vals, lock_res = new_lock_vals, new_lock_res
+                known_lo = nlock  # every kept Ritz vector couples to the pending block
+                restarts += 1
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bar.close()
 
     if nv - nlock + lock_vals.size < k:  # only possible when interrupted before k Ritz pairs exist
         raise KeyboardInterrupt

@@ -175,7 +175,13 @@ class LinearOperator:
         return (X.unsqueeze(1) if vector else X), vector
 
     def _apply(
-        self, fn: Callable[[Tensor], Tensor], X: Tensor, rows_in: int, rows_out: int, what: str, check_finite: bool = True
+        self,
+        fn: Callable[[Tensor], Tensor],
+        X: Tensor,
+        rows_in: int,
+        rows_out: int,
+        what: str,
+        check_finite: bool = True,
     ) -> Tensor:
         X2, vector = self._validate(X, rows_in, what)
         self._num_calls += 1
