@@ -434,6 +434,7 @@ def _krylov_schur(
     V = torch.zeros(p + b, n, dtype=cdtype, device=dev).mT  # [n, p + b], column j contiguous in memory
     host = _HOST_NUMPY and dev.type == "cpu"
     Vx = V.numpy() if host else V  # the same memory; the expansion runs in NumPy on the host
+    blocks = [V[:, j : j + b] for j in range(p + 1)]  # the blocks A is applied to (slicing a tensor costs µs)
     # the small projected matrix lives in NumPy (host): its many tiny updates cost ~1 µs there, ~5 µs as torch ops
     np_dtype = np.complex128 if cdtype.is_complex else np.float64
     heevd = scipy.linalg.lapack.zheevd if cdtype.is_complex else scipy.linalg.lapack.dsyevd
@@ -478,7 +479,7 @@ def _krylov_schur(
                 # ---- expand: one batched product with the pending block
                 if total + b > budget:
                     break
-                P = V[:, nv : nv + b]
+                P = blocks[nv]
                 # NaN/Inf in A P reaches the norms computed below, which are checked instead of a pass over A P
                 W = op.matmat(P if op.dtype == cdtype else P.to(op.dtype), check_finite=False)
                 if W.dtype != cdtype:
