@@ -485,7 +485,9 @@ def _krylov_schur(
                 if W.dtype != cdtype:
                     W = W.to(cdtype)
                 total += b
-                W, C, wnorm = _expand_orthogonalize(Vx, W.detach().numpy() if host else W, max(known_lo, nlock), nv, b)
+                if host:  # a view of the same memory (detach() is a dispatcher call, made only when needed)
+                    W = (W.detach() if W.requires_grad else W).numpy()
+                W, C, wnorm = _expand_orthogonalize(Vx, W, max(known_lo, nlock), nv, b)
                 if not np.isfinite(wnorm).all():
                     raise op._nonfinite_error("A @ x", b)
                 # the scale for breakdown: ‖A‖_est, or ‖A P‖ >= max |C| before the first Rayleigh–Ritz
@@ -511,7 +513,9 @@ def _krylov_schur(
 
                 # ---- Rayleigh–Ritz on the active part, convergence check (thinned out for large active bases)
                 since_check += 1
-                if nv + b <= p and since_check < max(1 if restarts == 0 else 2, (nv - nlock) // _RR_SIZE, far):
+                if nv + b <= p and (
+                    nv < k or since_check < max(1 if restarts == 0 else 2, (nv - nlock) // _RR_SIZE, far)
+                ):  # (fewer than k Ritz pairs cannot satisfy the check)
                     if progress:
                         bar.update(b)
                     continue
