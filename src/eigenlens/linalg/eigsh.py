@@ -1,17 +1,19 @@
-"""A few eigenpairs of a large symmetric operator: block Krylov–Schur (thick-restart Lanczos) in pure torch.
+"""A few eigenpairs of a large symmetric operator: block Krylov–Schur (thick-restart Lanczos) on torch tensors.
 
 The method keeps an orthonormal basis ``V = [V_lock, V_act]`` and a pending block ``P`` with
 
     A V_act = V_act H + P B,        A V_lock ≈ V_lock Θ_lock,
 
-where ``H = V_actᴴ A V_act`` is symmetric and ``B`` is the coupling of the next block. Each step applies
-``A`` once to the pending block (one batched product of ``block_size`` columns), removes the coefficients
-known by symmetry, then reorthogonalises against the whole basis (classical Gram–Schmidt, repeated when it
-cancels, the DGKS criterion) and appends it. The Ritz pairs ``(θ_i, V_act s_i)`` of ``H`` have
-residuals ``‖A v_i − θ_i v_i‖ = ‖B s_i‖``, known without extra products; they are checked after every
-step. When the basis is full, the wanted Ritz vectors and a few next ones (ARPACK's adaptive count) are
-kept (thick restart: Wu & Simon 2000; Krylov–Schur: Stewart 2001), converged wanted pairs are locked
-(deflated and kept out of further Rayleigh–Ritz), and the expansion continues from the pending block.
+where ``H = V_actᴴ A V_act`` is symmetric and ``B`` is the coupling of the next block. Each step applies ``A`` once
+to the pending block (one batched product of ``block_size`` columns), removes its coefficients on the recent
+vectors (the only ones it couples to, by symmetry), then reorthogonalises against the whole basis (classical
+Gram–Schmidt, repeated when it cancels, the DGKS criterion) and appends it; on the CPU this runs in NumPy on views
+of the same memory, whose calls cost a fraction of torch's. The Ritz pairs ``(θ_i, V_act s_i)`` of ``H`` have
+residuals ``‖A v_i − θ_i v_i‖ = ‖B s_i‖``, known without extra products; they are checked after every step until
+the first restart, then less often (see ``_RR_SIZE``). When the basis is full, the wanted Ritz vectors and a few
+next ones (ARPACK's adaptive count) are kept (thick restart: Wu & Simon 2000; Krylov–Schur: Stewart 2001),
+converged wanted pairs are locked (deflated and kept out of further Rayleigh–Ritz), and the expansion continues
+from the pending block.
 
 References:
     G. W. Stewart, *A Krylov–Schur algorithm for large eigenproblems*, SIAM J. Matrix Anal. Appl. 23 (2001).
@@ -54,9 +56,10 @@ _WHICH = ("LA", "SA", "LM", "BE")
 _LOCK = True
 #: Rayleigh–Ritz (an ``O(m³)`` eigensolve of the ``m × m`` active matrix) runs after every step until the
 #: first restart while ``m < 2·_RR_SIZE`` (quick convergence, e.g. a Hessian's top eigenvalues in ~20
-#: products, is seen at once), then after every ``max(2, ⌊m / _RR_SIZE⌋)``-th step, and always before a
-#: restart: for cheap products the eigensolve would otherwise cost a large part of each step, for expensive
-#: ones at most ``max(2, ⌊m / _RR_SIZE⌋) − 1`` extra products are spent past convergence in a long run.
+#: products, is seen at once), then after every ``max(2, ⌊m / _RR_SIZE⌋)``-th step (or later, see
+#: ``_LOG_FASTEST``), and always before a restart (never while fewer than ``k`` Ritz pairs exist): for cheap
+#: products the eigensolve would otherwise cost a large part of each step, for expensive ones at most
+#: ``max(2, ⌊m / _RR_SIZE⌋) − 1`` extra products are spent past convergence in a long run.
 _RR_SIZE = 20
 #: after the first restart, a check is also skipped while the slowest unconverged wanted residual is so far
 #: above the threshold that even a reduction by this factor per step (faster than the Lanczos convergence
