@@ -25,6 +25,19 @@ import sys
 import time
 
 
+def clustered_dense(n: int = 3000):
+    """Problem (a): ``Q diag(d) Qᵀ`` (float64 torch tensor, symmetric) and its eigenvalues ``d`` (NumPy)."""
+    import numpy as np
+    import torch
+
+    top = 10.0 * (1 - 1e-3 * np.arange(30))
+    d = np.concatenate([top, np.linspace(0.0, 9.0, n - 30)])
+    g = torch.Generator().manual_seed(0)
+    Q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    A = (Q * torch.as_tensor(d)) @ Q.T
+    return (A + A.T) / 2, d
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1, help="BLAS/torch threads for both tools (default 1)")
@@ -55,13 +68,8 @@ def main() -> int:
         return (time.perf_counter() - t) / reps
 
     def problem_dense():
-        n = 3000
-        top = 10.0 * (1 - 1e-3 * np.arange(30))
-        d = np.concatenate([top, np.linspace(0.0, 9.0, n - 30)])
-        g = torch.Generator().manual_seed(0)
-        Q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
-        A = (Q * torch.as_tensor(d)) @ Q.T
-        A = (A + A.T) / 2
+        A, d = clustered_dense()
+        n = A.shape[0]
         An = A.numpy()
         # the same NumPy (OpenBLAS) product as ARPACK's; torch's own BLAS (MKL here) is printed for reference
         x = torch.randn(n, 1, dtype=torch.float64)
