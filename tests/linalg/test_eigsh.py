@@ -402,3 +402,17 @@ def test_skipped_checks_cost_no_products(monkeypatch, k):
     assert skipping.num_restarts >= 2 and skipping.converged
     assert skipping.num_matvecs == every.num_matvecs
     np.testing.assert_allclose(skipping.eigenvalues.numpy(), top[:k].numpy(), atol=1e-12)
+
+
+def test_product_runs_under_the_users_numpy_error_settings():
+    # eigsh silences NumPy's warnings only around its own arithmetic, never around the user's product
+    A = prescribed(torch.linspace(1.0, 2.0, 80, dtype=F64), seed=5)
+    seen = set()
+
+    def mm(X):
+        seen.add(np.geterr()["invalid"])
+        return A @ X
+
+    with np.errstate(invalid="raise"):
+        el.eigsh(el.linear_operator(mm, (80, 80), symmetric=True), 2)
+    assert seen == {"raise"}

@@ -475,111 +475,112 @@ def _krylov_schur(
     from tqdm.auto import tqdm
 
     bar = tqdm(total=budget, desc="eigsh", unit="matvec", disable=not progress, leave=False)
-    # a NaN/Inf product is reported by the norm check below, without NumPy's RuntimeWarnings before it
-    with np.errstate(invalid="ignore", over="ignore"):
-        try:
-            while True:
-                # ---- expand: one batched product with the pending block
-                if total + b > budget:
-                    break
-                P = blocks[nv]
-                # NaN/Inf in A P reaches the norms computed below, which are checked instead of a pass over A P
-                W = op.matmat(P if op.dtype == cdtype else P.to(op.dtype), check_finite=False)
-                if W.dtype != cdtype:
-                    W = W.to(cdtype)
-                total += b
-                if host:  # a view of the same memory (detach() is a dispatcher call, made only when needed)
-                    W = (W.detach() if W.requires_grad else W).numpy()
+    try:
+        while True:
+            # ---- expand: one batched product with the pending block
+            if total + b > budget:
+                break
+            P = blocks[nv]
+            # NaN/Inf in A P reaches the norms computed below, which are checked instead of a pass over A P
+            W = op.matmat(P if op.dtype == cdtype else P.to(op.dtype), check_finite=False)
+            if W.dtype != cdtype:
+                W = W.to(cdtype)
+            total += b
+            if host:  # a view of the same memory (detach() is a dispatcher call, made only when needed)
+                W = (W.detach() if W.requires_grad else W).numpy()
+            # (a NaN/Inf product is reported by the norm check below, without NumPy's RuntimeWarnings first;
+            # the user's product itself runs under the user's NumPy error settings)
+            with np.errstate(invalid="ignore", over="ignore"):
                 W, C, wnorm = _expand_orthogonalize(Vx, W, max(known_lo, nlock), nv, b)
-                if not np.isfinite(wnorm).all():
-                    raise op._nonfinite_error("A @ x", b)
-                # the scale for breakdown: ‖A‖_est, or ‖A P‖ >= max |C| before the first Rayleigh–Ritz
-                scale = anorm or float(np.abs(C).max())
-                r0 = float(wnorm[0])
-                if b == 1 and r0 > orth.rtol * scale:  # the common case: normalise straight into V
-                    Vx[:, nv + 1 : nv + 2] = W / r0
-                    R = Rh = r0
-                else:
-                    Qn, Rt, C2 = orth.orthonormalize(V[:, : nv + b], torch.from_numpy(W) if host else W, scale)
-                    C += C2.cpu().numpy()
-                    R = Rt.cpu().numpy()
-                    Rh = R.conj().T
-                    V[:, nv + b : nv + 2 * b] = Qn
-                # commit: H gets column block nv:nv+b, its symmetric counterpart, and the coupling R to the next
-                # block (rows and columns past nv + b are still zero: H is cleared at every restart)
-                H[nlock : nv + b, nv : nv + b] = C[nlock:]
-                H[nv : nv + b, nlock:nv] = C[nlock:nv].conj().T
-                H[nv + b : nv + 2 * b, nv : nv + b] = R
-                H[nv : nv + b, nv + b : nv + 2 * b] = Rh
-                known_lo = nv  # the next block's known coefficients: Rᴴ, in rows nv:nv+b
-                nv += b
+            if not np.isfinite(wnorm).all():
+                raise op._nonfinite_error("A @ x", b)
+            # the scale for breakdown: ‖A‖_est, or ‖A P‖ >= max |C| before the first Rayleigh–Ritz
+            scale = anorm or float(np.abs(C).max())
+            r0 = float(wnorm[0])
+            if b == 1 and r0 > orth.rtol * scale:  # the common case: normalise straight into V
+                Vx[:, nv + 1 : nv + 2] = W / r0
+                R = Rh = r0
+            else:
+                Qn, Rt, C2 = orth.orthonormalize(V[:, : nv + b], torch.from_numpy(W) if host else W, scale)
+                C += C2.cpu().numpy()
+                R = Rt.cpu().numpy()
+                Rh = R.conj().T
+                V[:, nv + b : nv + 2 * b] = Qn
+            # commit: H gets column block nv:nv+b, its symmetric counterpart, and the coupling R to the next
+            # block (rows and columns past nv + b are still zero: H is cleared at every restart)
+            H[nlock : nv + b, nv : nv + b] = C[nlock:]
+            H[nv : nv + b, nlock:nv] = C[nlock:nv].conj().T
+            H[nv + b : nv + 2 * b, nv : nv + b] = R
+            H[nv : nv + b, nv + b : nv + 2 * b] = Rh
+            known_lo = nv  # the next block's known coefficients: Rᴴ, in rows nv:nv+b
+            nv += b
 
-                # ---- Rayleigh–Ritz on the active part, convergence check (thinned out for large active bases)
-                since_check += 1
-                if nv + b <= p and (
-                    nv < k or since_check < max(1 if restarts == 0 else 2, (nv - nlock) // _RR_SIZE, far)
-                ):  # (fewer than k Ritz pairs cannot satisfy the check)
-                    if progress:
-                        bar.update(b)
-                    continue
-                since_check = 0
-                theta, S, res = rayleigh_ritz()
-                if theta.size:
-                    anorm = max(anorm, -float(theta[0]), float(theta[-1]))  # eigh sorts ascending
-                thr = tol * max(anorm, tiny)
-                order, vals, conv = wanted(theta, res, thr)
-                nconv = int(conv[order[:k]].sum()) if vals.size >= k else 0
-                if restarts and vals.size >= k and nconv < k:  # steps the slowest wanted pair needs at best
-                    top = order[:k]
-                    gap = float(res[top[~conv[top]] - nlock].max()) / thr
-                    far = int(math.log(gap) / _LOG_FASTEST)
+            # ---- Rayleigh–Ritz on the active part, convergence check (thinned out for large active bases)
+            since_check += 1
+            if nv + b <= p and (
+                nv < k or since_check < max(1 if restarts == 0 else 2, (nv - nlock) // _RR_SIZE, far)
+            ):  # (fewer than k Ritz pairs cannot satisfy the check)
                 if progress:
                     bar.update(b)
-                    bar.set_postfix(converged=f"{nconv}/{k}")
-                if vals.size >= k and nconv == k:
-                    converged = True
-                    break
-                if nv + b <= p:
-                    continue
+                continue
+            since_check = 0
+            theta, S, res = rayleigh_ritz()
+            if theta.size:
+                anorm = max(anorm, -float(theta[0]), float(theta[-1]))  # eigh sorts ascending
+            thr = tol * max(anorm, tiny)
+            order, vals, conv = wanted(theta, res, thr)
+            nconv = int(conv[order[:k]].sum()) if vals.size >= k else 0
+            if restarts and vals.size >= k and nconv < k:  # steps the slowest wanted pair needs at best
+                top = order[:k]
+                gap = float(res[top[~conv[top]] - nlock].max()) / thr
+                far = int(math.log(gap) / _LOG_FASTEST)
+            if progress:
+                bar.update(b)
+                bar.set_postfix(converged=f"{nconv}/{k}")
+            if vals.size >= k and nconv == k:
+                converged = True
+                break
+            if nv + b <= p:
+                continue
 
-                # ---- thick restart with locking
-                top = order[:k].tolist()
-                new_lock = [i - nlock for i in top if i >= nlock and bool(conv[i])] if _LOCK else []
-                keep_lock = [i for i in top if i < nlock]  # previously locked and still wanted
-                room = p - b - len(keep_lock) - len(new_lock)
-                rest = [i - nlock for i in order.tolist() if i >= nlock and (i - nlock) not in new_lock]
-                k_rem = max(k - len(keep_lock) - len(new_lock), 1)
-                nkeep = min(room, _restart_size(k, k_rem, nconv, p))
-                keep_act = rest[:nkeep]
-                Va = V[:, nlock:nv]
-                # (Sᵀ Vᵀ)ᵀ: computed on the row-major storage so that the products and copies stay contiguous
-                Ylock = (to_torch(S[:, new_lock]).mT @ Va.mT).mT if new_lock else V[:, :0]
-                Yact = (to_torch(S[:, keep_act]).mT @ Va.mT).mT
-                coupling = H[nv : nv + b, nlock:nv] @ S[:, keep_act]
-                old_nv = nv
-                old_lock = V[:, keep_lock] if keep_lock else V[:, :0]  # advanced indexing: already a copy
-                new_lock_vals = np.concatenate([lock_vals[keep_lock], theta[new_lock]])
-                new_lock_res = np.concatenate([lock_res[keep_lock], res[new_lock]])
-                # commit
-                nlock = len(keep_lock) + len(new_lock)
-                nv = nlock + len(keep_act)
-                # nv <= old_nv, so the writes below the new pending slot never touch the old one
-                pending = V[:, old_nv : old_nv + b] if nv + b <= old_nv else V[:, old_nv : old_nv + b].clone()
-                V[:, : len(keep_lock)] = old_lock
-                V[:, len(keep_lock) : nlock] = Ylock
-                V[:, nlock:nv] = Yact
-                V[:, nv : nv + b] = pending
-                H[:] = 0
-                H[nlock:nv, nlock:nv] = np.diag(theta[keep_act])
-                H[nv : nv + b, nlock:nv] = coupling
-                H[nlock:nv, nv : nv + b] = coupling.conj().T
-                lock_vals, lock_res = new_lock_vals, new_lock_res
-                known_lo = nlock  # every kept Ritz vector couples to the pending block
-                restarts += 1
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            bar.close()
+            # ---- thick restart with locking
+            top = order[:k].tolist()
+            new_lock = [i - nlock for i in top if i >= nlock and bool(conv[i])] if _LOCK else []
+            keep_lock = [i for i in top if i < nlock]  # previously locked and still wanted
+            room = p - b - len(keep_lock) - len(new_lock)
+            rest = [i - nlock for i in order.tolist() if i >= nlock and (i - nlock) not in new_lock]
+            k_rem = max(k - len(keep_lock) - len(new_lock), 1)
+            nkeep = min(room, _restart_size(k, k_rem, nconv, p))
+            keep_act = rest[:nkeep]
+            Va = V[:, nlock:nv]
+            # (Sᵀ Vᵀ)ᵀ: computed on the row-major storage so that the products and copies stay contiguous
+            Ylock = (to_torch(S[:, new_lock]).mT @ Va.mT).mT if new_lock else V[:, :0]
+            Yact = (to_torch(S[:, keep_act]).mT @ Va.mT).mT
+            coupling = H[nv : nv + b, nlock:nv] @ S[:, keep_act]
+            old_nv = nv
+            old_lock = V[:, keep_lock] if keep_lock else V[:, :0]  # advanced indexing: already a copy
+            new_lock_vals = np.concatenate([lock_vals[keep_lock], theta[new_lock]])
+            new_lock_res = np.concatenate([lock_res[keep_lock], res[new_lock]])
+            # commit
+            nlock = len(keep_lock) + len(new_lock)
+            nv = nlock + len(keep_act)
+            # nv <= old_nv, so the writes below the new pending slot never touch the old one
+            pending = V[:, old_nv : old_nv + b] if nv + b <= old_nv else V[:, old_nv : old_nv + b].clone()
+            V[:, : len(keep_lock)] = old_lock
+            V[:, len(keep_lock) : nlock] = Ylock
+            V[:, nlock:nv] = Yact
+            V[:, nv : nv + b] = pending
+            H[:] = 0
+            H[nlock:nv, nlock:nv] = np.diag(theta[keep_act])
+            H[nv : nv + b, nlock:nv] = coupling
+            H[nlock:nv, nv : nv + b] = coupling.conj().T
+            lock_vals, lock_res = new_lock_vals, new_lock_res
+            known_lo = nlock  # every kept Ritz vector couples to the pending block
+            restarts += 1
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
 
     if nv - nlock + lock_vals.size < k:  # only possible when interrupted before k Ritz pairs exist
         raise KeyboardInterrupt
