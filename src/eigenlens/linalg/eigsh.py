@@ -191,7 +191,8 @@ def _expand_orthogonalize(V: Any, W: Any, lo: int, nv: int, b: int) -> tuple[Any
     ``V`` (``[n, ≥ nv+b]``) and ``W`` (``[n, b]``) are both torch tensors, or both NumPy views of host memory:
     the code is the same for either (only operations torch and NumPy share), and on the host NumPy is used
     because each of its calls costs a fraction of a torch call. That matters when ``A`` is cheap, and most
-    when a large product has just flushed the caches: there the whole step takes 2× less time in NumPy.
+    when a large product has just flushed the caches: there the expansion takes 1.5–2× less time in NumPy
+    (measured at n = 3,000 with 31 and 62 basis vectors).
 
     Returns ``(W⊥, C, norms)``: the projected block (a new array; ``W`` itself is never written), ``C = Vᴴ W``
     (NumPy ``[nv + b, b]``) and the column norms of ``W⊥`` (NumPy ``[b]``; NaN or Inf when ``W`` holds any).
