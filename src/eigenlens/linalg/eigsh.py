@@ -445,7 +445,7 @@ def _krylov_schur(
     H = np.zeros((p + b, p + b), dtype=np_dtype)  # H[lock:nv, lock:nv] active, H[nv:nv+b] coupling
     Qs, _, _ = orth.orthonormalize(V[:, :0], start / torch.linalg.vector_norm(start, dim=0).clamp_min(1e-300), 1.0)
     V[:, :b] = Qs
-    nlock, nv, known_lo, since_check, far = 0, 0, 0, 0, 0
+    nlock, nv, recent, since_check, far = 0, 0, 0, 0, 0
     lock_vals = np.zeros(0)
     lock_res = np.zeros(0)
     anorm = 0.0
@@ -492,7 +492,7 @@ def _krylov_schur(
             # (a NaN/Inf product is reported by the norm check below, without NumPy's RuntimeWarnings first;
             # the user's product itself runs under the user's NumPy error settings)
             with np.errstate(invalid="ignore", over="ignore"):
-                W, C, wnorm = _expand_orthogonalize(Vx, W, max(known_lo, nlock), nv, b)
+                W, C, wnorm = _expand_orthogonalize(Vx, W, recent, nv, b)
             if not np.isfinite(wnorm).all():
                 raise op._nonfinite_error("A @ x", b)
             # the scale for breakdown: ‖A‖_est, or ‖A P‖ >= max |C| before the first Rayleigh–Ritz
@@ -503,8 +503,8 @@ def _krylov_schur(
                 R = Rh = r0
             else:
                 Qn, Rt, C2 = orth.orthonormalize(V[:, : nv + b], torch.from_numpy(W) if host else W, scale)
-                C += C2.cpu().numpy()
-                R = Rt.cpu().numpy()
+                C += _host(C2)
+                R = _host(Rt)
                 Rh = R.conj().T
                 V[:, nv + b : nv + 2 * b] = Qn
             # commit: H gets column block nv:nv+b, its symmetric counterpart, and the coupling R to the next
@@ -513,7 +513,7 @@ def _krylov_schur(
             H[nv : nv + b, nlock:nv] = C[nlock:nv].conj().T
             H[nv + b : nv + 2 * b, nv : nv + b] = R
             H[nv : nv + b, nv + b : nv + 2 * b] = Rh
-            known_lo = nv  # the next block's known coefficients: Rᴴ, in rows nv:nv+b
+            recent = nv  # the next block couples (by symmetry) only to this block and itself
             nv += b
 
             # ---- Rayleigh–Ritz on the active part, convergence check (thinned out for large active bases)
@@ -576,7 +576,7 @@ def _krylov_schur(
             H[nv : nv + b, nlock:nv] = coupling
             H[nlock:nv, nv : nv + b] = coupling.conj().T
             lock_vals, lock_res = new_lock_vals, new_lock_res
-            known_lo = nlock  # every kept Ritz vector couples to the pending block
+            recent = nlock  # every kept Ritz vector couples to the pending block
             restarts += 1
     except KeyboardInterrupt:
         interrupted = True
