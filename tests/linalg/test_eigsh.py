@@ -1,3 +1,5 @@
+import importlib
+
 import numpy as np
 import pytest
 import scipy.sparse.linalg as sla
@@ -5,15 +7,17 @@ import torch
 
 import eigenlens as el
 from eigenlens.linalg.exceptions import ConvergenceWarning
-from tests.matrices import prescribed
+from tests.matrices import prescribed, random_hermitian
 
 F64 = torch.float64
+#: the module (``eigenlens.linalg.eigsh`` as an attribute is the function), for its private switches
+EIGSH = importlib.import_module("eigenlens.linalg.eigsh")
 
 
 
-def clustered(n):
-    top = 10.0 * (1 - 1e-3 * torch.arange(8, dtype=F64))  # relative gaps 1e-3
-    return torch.cat([top, torch.linspace(0.0, 9.0, n - 8, dtype=F64)])
+def clustered(n, m=8):
+    top = 10.0 * (1 - 1e-3 * torch.arange(m, dtype=F64))  # m eigenvalues at relative gaps 1e-3 over a bulk
+    return torch.cat([top, torch.linspace(0.0, 9.0, n - m, dtype=F64)])
 
 
 SPECTRA = {
@@ -168,10 +172,7 @@ def test_float32_operator():
 
 
 def test_complex_hermitian():
-    n = 200
-    g = torch.Generator().manual_seed(8)
-    X = torch.complex(torch.randn(n, n, generator=g, dtype=F64), torch.randn(n, n, generator=g, dtype=F64))
-    A = (X + X.mH) / 2
+    A = random_hermitian(200, seed=8)
     res = el.eigsh(el.aslinearoperator(A, symmetric=True), 3, which="LA", tol=1e-10)
     ev = np.linalg.eigvalsh(A.numpy())[::-1][:3]
     np.testing.assert_allclose(res.eigenvalues.numpy(), ev, atol=1e-8)
@@ -366,16 +367,8 @@ def test_expansion_same_on_numpy_views_and_tensors(complex_, b):
 @pytest.mark.parametrize("host", [True, False])
 @pytest.mark.parametrize("complex_", [False, True])
 def test_torch_and_host_paths_agree(monkeypatch, host, complex_):
-    import importlib
-
-    monkeypatch.setattr(importlib.import_module("eigenlens.linalg.eigsh"), "_HOST_NUMPY", host)
-    n = 400
-    g = torch.Generator().manual_seed(12)
-    if complex_:
-        X = torch.complex(torch.randn(n, n, generator=g, dtype=F64), torch.randn(n, n, generator=g, dtype=F64))
-        A = (X + X.mH) / 2
-    else:
-        A = prescribed(clustered(n), seed=12)
+    monkeypatch.setattr(EIGSH, "_HOST_NUMPY", host)
+    A = random_hermitian(400, seed=12) if complex_ else prescribed(clustered(400), seed=12)
     for k, b in ((1, 1), (5, 1), (6, 3)):
         res = el.eigsh(el.aslinearoperator(A, symmetric=True), k, which="LA", tol=1e-10, block_size=b)
         ev = np.linalg.eigvalsh(A.numpy())[::-1][:k]
@@ -389,19 +382,14 @@ def test_torch_and_host_paths_agree(monkeypatch, host, complex_):
 def test_skipped_checks_cost_no_products(monkeypatch, k):
     # after the first restart, Rayleigh–Ritz is skipped while the slowest wanted residual is too far above the
     # threshold to close at 8× per step; on slow (restarting) problems that must not delay the stop by a product
-    import importlib
-
-    mod = importlib.import_module("eigenlens.linalg.eigsh")
-    n = 1500
-    top = 10.0 * (1 - 1e-3 * torch.arange(30, dtype=F64))
-    op = el.aslinearoperator(prescribed(torch.cat([top, torch.linspace(0.0, 9.0, n - 30, dtype=F64)]), seed=4),
-                             symmetric=True)
+    spectrum = clustered(1500, m=30)
+    op = el.aslinearoperator(prescribed(spectrum, seed=4), symmetric=True)
     skipping = el.eigsh(op, k, tol=1e-9)
-    monkeypatch.setattr(mod, "_LOG_FASTEST", float("inf"))  # never skip
+    monkeypatch.setattr(EIGSH, "_LOG_FASTEST", float("inf"))  # never skip
     every = el.eigsh(op, k, tol=1e-9)
     assert skipping.num_restarts >= 2 and skipping.converged
     assert skipping.num_matvecs == every.num_matvecs
-    np.testing.assert_allclose(skipping.eigenvalues.numpy(), top[:k].numpy(), atol=1e-12)
+    np.testing.assert_allclose(skipping.eigenvalues.numpy(), spectrum[:k].numpy(), atol=1e-12)
 
 
 def test_product_runs_under_the_users_numpy_error_settings():

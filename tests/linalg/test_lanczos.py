@@ -4,7 +4,7 @@ import torch
 
 import eigenlens as el
 from eigenlens.linalg.exceptions import ConvergenceWarning
-from tests.matrices import prescribed
+from tests.matrices import prescribed, random_hermitian
 
 F64 = torch.float64
 
@@ -164,9 +164,7 @@ def test_float32_operator_accumulates_in_float64():
 
 def test_complex_hermitian():
     n, m = 40, 12
-    g = torch.Generator().manual_seed(9)
-    X = torch.complex(torch.randn(n, n, generator=g, dtype=F64), torch.randn(n, n, generator=g, dtype=F64))
-    A = (X + X.mH) / 2
+    A = random_hermitian(n, seed=9)
     res = el.lanczos(el.aslinearoperator(A, symmetric=True), m)
     Q, T = res.basis, res.tridiagonal().to(A.dtype)
     em = torch.zeros(m, dtype=A.dtype)
